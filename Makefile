@@ -1,0 +1,278 @@
+# castbus - one non-recursive Makefile for the whole tree.
+#
+#   make                      libcommon, proto, the eight daemons and tools into build/
+#   make test                 bootstrap, build, every check and test (what CI runs)
+#   make run                  bootstrap, build, start the dev stack and every daemon
+#   make SANITIZE=address,undefined [test]   sanitizer build (in build/sanitize/)
+#   make DEVELOPER=1          -Werror and stricter warnings
+#   make check-style          clang-format check and banned functions
+#   make proto                regenerate proto/gen and docs/bus.md from proto/*.toml
+#   make docs                 regenerate docs/config.md from the config tables
+#   make fuzz                 build libFuzzer harnesses with clang (build/fuzz/)
+#   make help                 this text
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+ifeq ($(V),)
+Q := @
+QUIET_CC = @echo "  CC      $@";
+QUIET_LINK = @echo "  LINK    $@";
+QUIET_AR = @echo "  AR      $@";
+QUIET_GEN = @echo "  GEN     $@";
+endif
+.SUFFIXES:
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+VERSION := $(shell cat VERSION)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+ifneq ($(SANITIZE),)
+BUILD ?= build/sanitize
+else
+BUILD ?= build
+endif
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := cc
+endif
+PYTHON ?= /usr/bin/python3
+PKG_CONFIG ?= pkg-config
+
+PKGS := libwebsockets jansson rdkafka libnats libpq hiredis libcurl openssl
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra
+ifneq ($(DEVELOPER),)
+WARN += -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wold-style-definition \
+        -Wpointer-arith -Wformat=2 -Wundef -Wvla -Wnull-dereference -Wimplicit-fallthrough
+endif
+
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-omit-frame-pointer -pthread $(WARN) \
+               -DCASTBUS_VERSION='"$(VERSION)"' -DCASTBUS_GIT_REV='"$(GIT_REV)"' \
+               -Ilibcommon -Iproto/gen $(PKG_CFLAGS)
+LDLIBS_BASE := $(PKG_LIBS) -lm -pthread
+LDFLAGS_BASE :=
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+LDFLAGS_BASE += -fsanitize=$(SANITIZE)
+endif
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS)
+ALL_LDFLAGS = $(LDFLAGS_BASE) $(LDFLAGS)
+
+# Rebuild everything when the flags change (switching DEVELOPER, OPT, CC...).
+FLAGS_FILE := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && { echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $(FLAGS_FILE) || echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $(FLAGS_FILE); })
+
+DAEMONS := ingest transcode-worker packager purge-fanout drm-license entitlement analytics-sink sfu
+
+# ---- libraries ----
+
+LIBCOMMON_SRC := $(sort $(wildcard libcommon/*.c))
+LIBCOMMON_OBJ := $(LIBCOMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIBCOMMON := $(BUILD)/lib/libcastbus.a
+
+PROTO_SRC := proto/gen/cb_proto.c
+PROTO_OBJ := $(PROTO_SRC:%.c=$(BUILD)/obj/%.o)
+LIBPROTO := $(BUILD)/lib/libcbproto.a
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBCOMMON): $(LIBCOMMON_OBJ)
+	@mkdir -p $(@D)
+	$(QUIET_AR)rm -f $@ && ar rcs $@ $^
+
+$(LIBPROTO): $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(QUIET_AR)rm -f $@ && ar rcs $@ $^
+
+LIBS := $(LIBPROTO) $(LIBCOMMON)
+
+# ---- daemons ----
+# services/<d>/*.c, plus the SQL migrations of services/<d>/migrations/ embedded
+# by tools/embed-sql into a generated source.
+
+define daemon_rules
+$(1)_SRC := $$(sort $$(wildcard services/$(1)/*.c))
+$(1)_OBJ := $$($(1)_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/$(1)_migrations.o
+$(1)_SQL := $$(sort $$(wildcard services/$(1)/migrations/*.sql))
+
+$(BUILD)/gen/$(1)_migrations.c: $$($(1)_SQL) tools/embed-sql
+	@mkdir -p $$(@D)
+	$$(QUIET_GEN)$(PYTHON) tools/embed-sql --name $(subst -,_,$(1))_migrations --out $$@ $$($(1)_SQL)
+
+$(BUILD)/obj/gen/$(1)_migrations.o: $(BUILD)/gen/$(1)_migrations.c $(FLAGS_FILE)
+	@mkdir -p $$(@D)
+	$$(QUIET_CC)$(CC) $(ALL_CFLAGS) -c -o $$@ $$<
+
+$(BUILD)/bin/castbus-$(1): $$($(1)_OBJ) $(LIBS)
+	@mkdir -p $$(@D)
+	$$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $$@ $$($(1)_OBJ) $(LIBS) $(LDLIBS_BASE)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
+
+DAEMON_BINS := $(DAEMONS:%=$(BUILD)/bin/castbus-%)
+
+# ---- tools ----
+
+BUSCTL_SRC := $(sort $(wildcard tools/busctl/*.c))
+BUSCTL_OBJ := $(BUSCTL_SRC:%.c=$(BUILD)/obj/%.o)
+BUSCTL := $(BUILD)/bin/castbus-busctl
+
+$(BUSCTL): $(BUSCTL_OBJ) $(LIBS)
+	@mkdir -p $(@D)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $(BUSCTL_OBJ) $(LIBS) $(LDLIBS_BASE)
+
+.PHONY: all
+all: $(DAEMON_BINS) $(BUSCTL)
+
+# ---- unit tests (cmocka): tests/unit/test_<module>.c, one binary each ----
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBS)
+	@mkdir -p $(@D)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS) $(CMOCKA_LIBS) $(LDLIBS_BASE)
+
+$(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -MMD -MP -c -o $@ $<
+
+.PHONY: unit
+unit: $(UNIT_BINS)
+	@tools/run-unit $(UNIT_BINS)
+
+# The whole unit suite again under AddressSanitizer + UBSan (build/sanitize/).
+.PHONY: unit-sanitize
+unit-sanitize:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit
+
+# ---- fuzz harnesses: tests/fuzz/<parser>/harness.c + corpus/ ----
+# `make fuzz-replay` runs every corpus through its harness (gcc, no libFuzzer
+# needed); `make fuzz` builds real libFuzzer binaries with clang.
+
+FUZZ_NAMES := $(notdir $(patsubst %/,%,$(dir $(wildcard tests/fuzz/*/harness.c))))
+FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%-replay)
+
+$(BUILD)/tests/fuzz/%-replay: tests/fuzz/%/harness.c tests/fuzz/replay.c $(LIBS) $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/fuzz/$*/harness.c tests/fuzz/replay.c \
+		$(LIBS) $(LDLIBS_BASE)
+
+.PHONY: fuzz-replay
+fuzz-replay: $(FUZZ_REPLAY_BINS)
+	@set -e; for n in $(FUZZ_NAMES); do \
+		$(BUILD)/tests/fuzz/$$n-replay tests/fuzz/$$n/corpus; done
+
+.PHONY: fuzz
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang \
+		CFLAGS='-fsanitize=fuzzer-no-link,address,undefined' libs-only
+	@set -e; mkdir -p build/fuzz/bin; for n in $(FUZZ_NAMES); do \
+		clang $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined -o build/fuzz/bin/$$n \
+			tests/fuzz/$$n/harness.c build/fuzz/lib/libcbproto.a build/fuzz/lib/libcastbus.a \
+			$(LDLIBS_BASE); \
+		echo "built build/fuzz/bin/$$n (run: build/fuzz/bin/$$n tests/fuzz/$$n/corpus)"; done
+
+.PHONY: libs-only
+libs-only: $(LIBS)
+
+# ---- integration test helpers (C programs driving libcommon) ----
+
+ITEST_HELPERS_SRC := $(sort $(wildcard tests/integration/helpers/*.c))
+ITEST_HELPERS := $(ITEST_HELPERS_SRC:tests/integration/helpers/%.c=$(BUILD)/tests/helpers/%)
+ITEST_SQL := $(sort $(wildcard tests/integration/helpers/migrations/*.sql))
+
+$(BUILD)/gen/itest_migrations.c: $(ITEST_SQL) tools/embed-sql
+	@mkdir -p $(@D)
+	$(QUIET_GEN)$(PYTHON) tools/embed-sql --name itest_migrations --out $@ $(ITEST_SQL)
+
+$(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/integration/helpers/%.o $(BUILD)/obj/gen/itest_migrations.o $(LIBS)
+	@mkdir -p $(@D)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/obj/gen/itest_migrations.o $(LIBS) $(LDLIBS_BASE)
+
+$(BUILD)/obj/gen/itest_migrations.o: $(BUILD)/gen/itest_migrations.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+.PHONY: helpers
+helpers: $(ITEST_HELPERS)
+
+# ---- generated code and docs, and their staleness checks ----
+
+PROTO_DEFS := $(sort $(wildcard proto/*.toml))
+
+.PHONY: proto proto-check
+proto:
+	$(PYTHON) tools/protogen --out-dir proto/gen --docs docs/bus.md $(PROTO_DEFS)
+
+proto-check:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) tools/protogen --out-dir "$$tmp" --docs "$$tmp/bus.md" $(PROTO_DEFS) && \
+	if ! diff -q "$$tmp/cb_proto.h" proto/gen/cb_proto.h >/dev/null || \
+	   ! diff -q "$$tmp/cb_proto.c" proto/gen/cb_proto.c >/dev/null || \
+	   ! diff -q "$$tmp/bus.md" docs/bus.md >/dev/null; then \
+		echo "proto-check: proto/gen or docs/bus.md is stale: run 'make proto' and commit" >&2; \
+		exit 1; fi; echo "proto-check: generated code and docs/bus.md are current"
+
+.PHONY: docs docs-check
+docs: $(DAEMON_BINS)
+	tools/gen-config-doc $(BUILD)/bin > docs/config.md
+
+docs-check: $(DAEMON_BINS)
+	@tools/gen-config-doc $(BUILD)/bin | diff -q - docs/config.md >/dev/null || \
+		{ echo "docs-check: docs/config.md is stale: run 'make docs' and commit" >&2; exit 1; }
+	@echo "docs-check: docs/config.md matches the config tables"
+
+# ---- style ----
+
+STYLE_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' | grep -v '^proto/gen/')
+
+.PHONY: check-style format
+check-style:
+	@tools/check-style $(STYLE_FILES)
+
+format:
+	clang-format -i $(STYLE_FILES)
+
+# ---- the two commands ----
+
+.PHONY: bootstrap
+bootstrap:
+	@tools/bootstrap
+
+.PHONY: test
+test: bootstrap
+	@$(MAKE) --no-print-directory all helpers
+	@$(MAKE) --no-print-directory proto-check docs-check check-style
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-sanitize
+	@$(MAKE) --no-print-directory fuzz-replay
+	@$(MAKE) --no-print-directory integration
+
+.PHONY: integration
+integration: all helpers
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+.PHONY: run
+run: bootstrap
+	@$(MAKE) --no-print-directory all
+	@CASTBUS_BUILD=$(BUILD) tools/run
+
+.PHONY: clean
+clean:
+	rm -rf build
+
+.PHONY: help
+help:
+	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

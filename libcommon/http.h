@@ -1,0 +1,136 @@
+/*
+ * http.h - the REST/admin HTTP server of every daemon, on libwebsockets.
+ *
+ * Routes are a table of method + path pattern ("/v1/streams/{id}") + the
+ * least role allowed + handler. The server answers by itself what no
+ * handler needs to see: 404 for unknown paths, 405 (with Allow) for a known
+ * path and another method, 401 without a valid API key, 403 when the key's
+ * role is too low, 413 for bodies over the limit, 503 when the worker queue
+ * is full. Errors are JSON:
+ *   {"error":{"code":"invalid_field","message":"field 'name': required",
+ *             "field":"name","request_id":"..."}}
+ * Every response carries X-Request-Id (taken from the request when it has a
+ * sane one, generated otherwise), and one access-log line is written per
+ * request (health, readiness and metrics probes at debug level).
+ *
+ * Threads: one loop thread runs cb_http_run() and owns all connections.
+ * A handler runs on the loop thread unless its route is CB_HTTP_BLOCKING,
+ * in which case it runs on a worker thread of the server's pool (it may
+ * call libpq and other blocking APIs there). A handler may also answer
+ * later, from any thread, by returning CB_HTTP_DEFERRED and calling one of
+ * the cb_http_reply*() functions once. The request stays valid until the
+ * reply is given, even if the client has gone.
+ */
+#ifndef CB_HTTP_H
+#define CB_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "apikey.h"
+#include "config.h"
+#include "defs.h"
+#include "jsonv.h"
+#include "metrics.h"
+
+typedef struct cb_http cb_http_t;
+typedef struct cb_http_req cb_http_req_t;
+
+/* Server settings; a daemon adds cb_http_config_keys to its config. */
+typedef struct cb_http_config {
+    char *host;             /* bind address, "0.0.0.0" */
+    int64_t port;           /* admin/REST port */
+    int64_t max_body_bytes; /* largest request body accepted */
+    int64_t workers;        /* threads for CB_HTTP_BLOCKING routes */
+    char *api_keys;         /* "role:key,..." */
+} cb_http_config_t;
+
+extern const cb_config_key_t cb_http_config_keys[];
+
+/* Handler results. */
+#define CB_HTTP_DONE     0 /* a reply was given */
+#define CB_HTTP_DEFERRED 1 /* a reply will be given later, from any thread */
+
+typedef int (*cb_http_handler_fn)(cb_http_req_t *req, void *arg);
+
+#define CB_HTTP_BLOCKING 0x1u /* run the handler on a worker thread */
+#define CB_HTTP_QUIET    0x2u /* log access at debug level (probes, scrapes) */
+
+typedef struct cb_http_route {
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* "/v1/streams/{id}" */
+    cb_role_t role;      /* least role allowed; CB_ROLE_NONE: no key needed */
+    unsigned flags;      /* CB_HTTP_* */
+    cb_http_handler_fn handler;
+    void *arg;
+} cb_http_route_t;
+
+/*
+ * Create a server (not listening yet). `daemon` names it in the Server
+ * header; metrics is borrowed. Errors: -EINVAL (bad API keys; err says
+ * which entry), -ENOMEM.
+ */
+int cb_http_new(const char *daemon, const cb_http_config_t *cfg, cb_metrics_t *metrics,
+                cb_http_t **out, char *err, size_t errlen);
+
+/* Add routes (copied). Call before cb_http_start(). */
+int cb_http_add_routes(cb_http_t *h, const cb_http_route_t *routes, size_t n);
+
+/* Bind and listen. -EADDRINUSE etc. with err naming host:port. */
+int cb_http_start(cb_http_t *h, char *err, size_t errlen);
+
+/* The port actually bound (useful when configured as 0). */
+int cb_http_port(const cb_http_t *h);
+
+/* Serve on the calling thread until cb_http_stop(). */
+int cb_http_run(cb_http_t *h);
+
+/* Make cb_http_run() return soon. Any thread. */
+void cb_http_stop(cb_http_t *h);
+
+/*
+ * Run fn(arg) on the loop thread. Any thread. Returns -EAGAIN when the
+ * bounded post queue is full, -ESHUTDOWN once stopped.
+ */
+int cb_http_post(cb_http_t *h, void (*fn)(void *arg), void *arg);
+
+/* Stop (if running), finish worker jobs, close connections, free. Main thread. */
+void cb_http_free(cb_http_t *h);
+
+/* ---- request (valid inside the handler, or until the reply when deferred) ---- */
+
+const char *cb_http_req_method(const cb_http_req_t *req);
+const char *cb_http_req_path(const cb_http_req_t *req);
+/* A "{name}" captured by the route pattern, or NULL. */
+const char *cb_http_req_param(const cb_http_req_t *req, const char *name);
+/* Decode query parameter `name` into dst; returns length, -ENOENT, -EINVAL. */
+int cb_http_req_query(const cb_http_req_t *req, const char *name, char *dst, size_t dstlen);
+/* A request header by lower-case name ("content-type"), or NULL. */
+const char *cb_http_req_header(const cb_http_req_t *req, const char *name);
+const char *cb_http_req_body(const cb_http_req_t *req, size_t *len);
+const char *cb_http_req_id(const cb_http_req_t *req);
+const char *cb_http_req_peer(const cb_http_req_t *req);
+cb_role_t cb_http_req_role(const cb_http_req_t *req);
+
+/*
+ * Decode the JSON body against a field table into dst. On failure replies
+ * 400 (naming the field) or 415 itself and returns -EINVAL: the handler
+ * just returns CB_HTTP_DONE. Either way dst must be cb_jsonv_release()d.
+ */
+int cb_http_req_json(cb_http_req_t *req, const cb_jsonv_field_t *fields, void *dst);
+
+/* ---- replies: exactly one per request; any thread ---- */
+
+/* Extra response header; call before the reply. Copied. */
+int cb_http_add_header(cb_http_req_t *req, const char *name, const char *value);
+
+/* body is copied. */
+int cb_http_reply(cb_http_req_t *req, int status, const char *content_type, const void *body,
+                  size_t len);
+/* Takes the reference to body. */
+int cb_http_reply_json(cb_http_req_t *req, int status, json_t *body);
+int cb_http_reply_error(cb_http_req_t *req, int status, const char *code, const char *field,
+                        const char *fmt, ...) CB_PRINTF(5, 6);
+
+#endif /* CB_HTTP_H */
