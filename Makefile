@@ -150,10 +150,11 @@ $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_FILE)
 unit: $(UNIT_BINS)
 	@tools/run-unit $(UNIT_BINS)
 
-# The whole unit suite again under AddressSanitizer + UBSan (build/sanitize/).
+# The unit suite and the fuzz corpora again under AddressSanitizer + UBSan
+# (build/sanitize/).
 .PHONY: unit-sanitize
 unit-sanitize:
-	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined unit fuzz-replay
 
 # ---- fuzz harnesses: tests/fuzz/<parser>/harness.c + corpus/ ----
 # `make fuzz-replay` runs every corpus through its harness (gcc, no libFuzzer
@@ -255,7 +256,6 @@ test: bootstrap
 	@$(MAKE) --no-print-directory proto-check docs-check check-style
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-sanitize
-	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 
 .PHONY: integration

@@ -23,7 +23,13 @@
 #define CONFIG_MAX_KEYS     256
 #define CONFIG_FILE_MAX     (1 << 20)
 
-typedef enum key_source { SRC_DEFAULT = 0, SRC_FILE, SRC_ENV, SRC_DAEMON_ENV, SRC_FLAG } key_source_t;
+typedef enum key_source {
+    SRC_DEFAULT = 0,
+    SRC_FILE,
+    SRC_ENV,
+    SRC_DAEMON_ENV,
+    SRC_FLAG
+} key_source_t;
 
 static const char *const source_names[] = { "default", "file", "env", "env", "flag" };
 
@@ -228,10 +234,10 @@ int cb_config_parse_duration_ms(const char *s, int64_t *out)
 
 int cb_config_parse_bytes(const char *s, int64_t *out)
 {
-    static const char *const units[] = { "", "b", "k", "kb", "KiB", "K", "m", "M", "MiB", "MB",
-                                         "g", "G", "GiB", "GB" };
-    static const int64_t mult[] = { 1, 1, 1024, 1024, 1024, 1024, 1 << 20, 1 << 20, 1 << 20,
-                                    1 << 20, 1 << 30, 1 << 30, 1 << 30, 1 << 30 };
+    static const char *const units[] = { "",  "b",   "k",  "kb", "KiB", "K",   "m",
+                                         "M", "MiB", "MB", "g",  "G",   "GiB", "GB" };
+    static const int64_t mult[] = { 1,       1,       1024,    1024,    1024,    1024,    1 << 20,
+                                    1 << 20, 1 << 20, 1 << 20, 1 << 30, 1 << 30, 1 << 30, 1 << 30 };
 
     return parse_scaled(s, units, mult, CB_ARRAY_LEN(units), out);
 }
@@ -345,8 +351,7 @@ static int apply_value(config_entry_t *e, const char *value, const char *who, ch
     case CB_CONFIG_DURATION:
         rc = cb_config_parse_duration_ms(value, &v);
         if (rc) {
-            set_err(err, errlen, "%s: '%s' is not a duration (e.g. 500ms, 2s, 5m, 1h)", who,
-                    value);
+            set_err(err, errlen, "%s: '%s' is not a duration (e.g. 500ms, 2s, 5m, 1h)", who, value);
             return -EINVAL;
         }
         break;
@@ -574,8 +579,8 @@ static int scan_args(cb_config_t *c, int argc, char **argv, bool apply, const ch
             return -EINVAL;
         }
         a += 2;
-        if (strcmp(a, "help") == 0 || strcmp(a, "version") == 0 ||
-            strcmp(a, "print-config") == 0 || strcmp(a, "help-markdown") == 0) {
+        if (strcmp(a, "help") == 0 || strcmp(a, "version") == 0 || strcmp(a, "print-config") == 0 ||
+            strcmp(a, "help-markdown") == 0) {
             if (*action == CB_CONFIG_ACTION_RUN) {
                 *action = a[0] == 'v'   ? CB_CONFIG_ACTION_VERSION
                           : a[0] == 'p' ? CB_CONFIG_ACTION_PRINT
@@ -735,15 +740,40 @@ static void format_value(const config_entry_t *e, char *dst, size_t dstlen, bool
     }
 }
 
+/* A duration or size in the largest unit that divides it: 3600000 -> "1h", 1048576 -> "1MiB". */
+static void humanize(int64_t v, cb_config_type_t type, char *dst, size_t dstlen)
+{
+    static const char *const dur_units[] = { "h", "m", "s" };
+    static const int64_t dur_mult[] = { 3600000, 60000, 1000 };
+    static const char *const size_units[] = { "GiB", "MiB", "KiB" };
+    static const int64_t size_mult[] = { 1 << 30, 1 << 20, 1 << 10 };
+    const char *const *units = type == CB_CONFIG_DURATION ? dur_units : size_units;
+    const int64_t *mult = type == CB_CONFIG_DURATION ? dur_mult : size_mult;
+    size_t i;
+
+    for (i = 0; v != 0 && i < 3; i++) {
+        if (v % mult[i] == 0) {
+            snprintf(dst, dstlen, "%" PRId64 "%s", v / mult[i], units[i]);
+            return;
+        }
+    }
+    snprintf(dst, dstlen, "%" PRId64 "%s", v, type == CB_CONFIG_DURATION ? "ms" : "");
+}
+
 static void describe_range(const cb_config_key_t *k, char *dst, size_t dstlen)
 {
+    char lo[32], hi[32];
+
     dst[0] = '\0';
-    if (k->type == CB_CONFIG_ENUM)
+    if (k->type == CB_CONFIG_ENUM) {
         snprintf(dst, dstlen, "%s", k->choices);
-    else if (has_bounds(k) && k->type == CB_CONFIG_DURATION)
-        snprintf(dst, dstlen, "%" PRId64 "ms..%" PRId64 "ms", k->min, k->max);
-    else if (has_bounds(k))
+    } else if (has_bounds(k) && (k->type == CB_CONFIG_DURATION || k->type == CB_CONFIG_BYTES)) {
+        humanize(k->min, k->type, lo, sizeof(lo));
+        humanize(k->max, k->type, hi, sizeof(hi));
+        snprintf(dst, dstlen, "%s..%s", lo, hi);
+    } else if (has_bounds(k)) {
         snprintf(dst, dstlen, "%" PRId64 "..%" PRId64, k->min, k->max);
+    }
 }
 
 void cb_config_print_help(const cb_config_t *c, FILE *out)
@@ -752,10 +782,11 @@ void cb_config_print_help(const cb_config_t *c, FILE *out)
     size_t i;
 
     fprintf(out, "Usage: castbus-%s [OPTIONS]\n\n%s\n\n", c->daemon, c->summary);
-    fprintf(out, "Every option except those marked (command line only) can also be set in\n"
-                 "the environment as CASTBUS_<NAME> or CASTBUS_%s_<NAME> (which wins),\n"
-                 "or as 'name = value' in a file given by --config FILE or CASTBUS_CONFIG.\n"
-                 "Command-line options win over both.\n",
+    fprintf(out,
+            "Every option except those marked (command line only) can also be set in\n"
+            "the environment as CASTBUS_<NAME> or CASTBUS_%s_<NAME> (which wins),\n"
+            "or as 'name = value' in a file given by --config FILE or CASTBUS_CONFIG.\n"
+            "Command-line options win over both.\n",
             c->env_daemon);
     for (i = 0; i < c->nentries; i++) {
         const config_entry_t *e = &c->entries[i];
@@ -787,11 +818,12 @@ void cb_config_print_help(const cb_config_t *c, FILE *out)
             fprintf(out, ", secret");
         fputc('\n', out);
     }
-    fprintf(out, "\ngeneral:\n"
-                 "  %-34s Read options from FILE ('name = value' lines).\n"
-                 "  %-34s Print the effective configuration (secrets masked) and exit.\n"
-                 "  %-34s Print this help and exit.\n"
-                 "  %-34s Print the version and exit.\n",
+    fprintf(out,
+            "\ngeneral:\n"
+            "  %-34s Read options from FILE ('name = value' lines).\n"
+            "  %-34s Print the effective configuration (secrets masked) and exit.\n"
+            "  %-34s Print this help and exit.\n"
+            "  %-34s Print the version and exit.\n",
             "--config=FILE", "--print-config", "--help", "--version");
 }
 
@@ -859,6 +891,24 @@ void cb_config_print_values(const cb_config_t *c, FILE *out)
         format_value(e, v, sizeof(v), true);
         fprintf(out, "%s = \"%s\"  # %s\n", e->key->name, v, source_names[e->source]);
     }
+}
+
+json_t *cb_config_to_json(const cb_config_t *c)
+{
+    json_t *o = json_object();
+    size_t i;
+
+    for (i = 0; o && i < c->nentries; i++) {
+        const config_entry_t *e = &c->entries[i];
+        char v[1024];
+
+        if (e->key->flags & CB_CONFIG_CLI)
+            continue;
+        format_value(e, v, sizeof(v), true);
+        json_object_set_new(o, e->key->name,
+                            json_pack("{s:s, s:s}", "value", v, "source", source_names[e->source]));
+    }
+    return o;
 }
 
 const char *cb_config_source(const cb_config_t *c, const char *name)

@@ -24,6 +24,7 @@
 #ifndef CB_CONFIG_H
 #define CB_CONFIG_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,10 +59,10 @@ typedef struct cb_config_key {
 /* What the command line asked for besides configuration. */
 typedef enum cb_config_action {
     CB_CONFIG_ACTION_RUN = 0,
-    CB_CONFIG_ACTION_HELP,         /* --help */
-    CB_CONFIG_ACTION_VERSION,      /* --version */
-    CB_CONFIG_ACTION_PRINT,        /* --print-config: effective values, secrets masked */
-    CB_CONFIG_ACTION_MARKDOWN,     /* --help-markdown: the docs/config.md section */
+    CB_CONFIG_ACTION_HELP,     /* --help */
+    CB_CONFIG_ACTION_VERSION,  /* --version */
+    CB_CONFIG_ACTION_PRINT,    /* --print-config: effective values, secrets masked */
+    CB_CONFIG_ACTION_MARKDOWN, /* --help-markdown: the docs/config.md section */
 } cb_config_action_t;
 
 typedef struct cb_config cb_config_t;
@@ -100,6 +101,13 @@ int cb_config_load_text(cb_config_t *c, const char *text, size_t len, const char
 
 /* Set one key from text, as the command line would. */
 int cb_config_set(cb_config_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/*
+ * The effective configuration as a JSON object (new reference):
+ * {"http_port":{"value":"8081","source":"env"}, ...}; secrets masked,
+ * command-line-only keys left out.
+ */
+json_t *cb_config_to_json(const cb_config_t *c);
 
 void cb_config_print_help(const cb_config_t *c, FILE *out);
 void cb_config_print_markdown(const cb_config_t *c, FILE *out);

@@ -39,17 +39,32 @@ typedef struct daemon_config {
 } daemon_config_t;
 
 static const cb_config_key_t daemon_config_keys[] = {
-    { .name = "log_level", .type = CB_CONFIG_ENUM, .def = "info", .choices = "debug|info|warn|error",
+    { .name = "log_level",
+      .type = CB_CONFIG_ENUM,
+      .def = "info",
+      .choices = "debug|info|warn|error",
       .offset = offsetof(daemon_config_t, log_level),
       .help = "Least severe log level written (JSON lines on stderr)." },
-    { .name = "shutdown_grace", .type = CB_CONFIG_DURATION, .def = "25s", .min = 0,
-      .max = 3600000, .offset = offsetof(daemon_config_t, shutdown_grace_ms),
+    { .name = "shutdown_grace",
+      .type = CB_CONFIG_DURATION,
+      .def = "25s",
+      .min = 0,
+      .max = 3600000,
+      .offset = offsetof(daemon_config_t, shutdown_grace_ms),
       .help = "Time from SIGTERM to exit: work in hand is finished within it, or given back." },
-    { .name = "shutdown_delay", .type = CB_CONFIG_DURATION, .def = "0s", .min = 0, .max = 600000,
+    { .name = "shutdown_delay",
+      .type = CB_CONFIG_DURATION,
+      .def = "0s",
+      .min = 0,
+      .max = 600000,
       .offset = offsetof(daemon_config_t, shutdown_delay_ms),
       .help = "Time between turning unready and starting to drain (load balancers catch up)." },
-    { .name = "health_interval", .type = CB_CONFIG_DURATION, .def = "1s", .min = 100,
-      .max = 60000, .offset = offsetof(daemon_config_t, health_interval_ms),
+    { .name = "health_interval",
+      .type = CB_CONFIG_DURATION,
+      .def = "1s",
+      .min = 100,
+      .max = 60000,
+      .offset = offsetof(daemon_config_t, health_interval_ms),
       .help = "How often dependencies are checked for /readyz." },
     { .name = NULL },
 };
@@ -165,8 +180,9 @@ static int handle_healthz(cb_http_req_t *req, void *arg)
     cb_daemon_t *d = arg;
 
     if (!cb_health_alive(d->health))
-        return cb_http_reply_json(req, 503, json_pack("{s:s, s:s}", "status", "stuck", "reason",
-                                                      "readiness checks stopped making progress"));
+        return cb_http_reply_json(req, 503,
+                                  json_pack("{s:s, s:s}", "status", "stuck", "reason",
+                                            "readiness checks stopped making progress"));
     return cb_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -215,6 +231,45 @@ static int handle_info(cb_http_req_t *req, void *arg)
     if (o)
         json_object_update(o, d->info);
     return cb_http_reply_json(req, 200, o);
+}
+
+static int handle_config(cb_http_req_t *req, void *arg)
+{
+    cb_daemon_t *d = arg;
+
+    return cb_http_reply_json(req, 200, cb_config_to_json(d->config));
+}
+
+typedef struct log_level_req {
+    int level;
+} log_level_req_t;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error", NULL };
+
+static const cb_jsonv_field_t log_level_fields[] = {
+    { .name = "level",
+      .type = CB_JSONV_ENUM,
+      .flags = CB_JSONV_REQUIRED,
+      .offset = offsetof(log_level_req_t, level),
+      .enum_values = level_names },
+    { .name = NULL },
+};
+
+static int handle_log_level(cb_http_req_t *req, void *arg)
+{
+    log_level_req_t body;
+    cb_log_level_t before = cb_log_get_level();
+
+    (void) arg;
+    if (cb_http_req_json(req, log_level_fields, &body))
+        return CB_HTTP_DONE;
+    cb_log_set_level((cb_log_level_t) body.level);
+    cb_log_warn("log level changed from %s to %s by API", cb_log_level_name(before),
+                cb_log_level_name((cb_log_level_t) body.level));
+    return cb_http_reply_json(req, 200,
+                              json_pack("{s:s, s:s}", "level",
+                                        cb_log_level_name((cb_log_level_t) body.level), "previous",
+                                        cb_log_level_name(before)));
 }
 
 int cb_daemon_add_info(cb_daemon_t *d, const char *key, json_t *value)
@@ -275,6 +330,8 @@ int cb_daemon_configure(cb_daemon_t *d, int argc, char **argv)
             { "GET", "/readyz", CB_ROLE_NONE, CB_HTTP_QUIET, handle_readyz, d },
             { "GET", "/metrics", CB_ROLE_NONE, CB_HTTP_QUIET, handle_metrics, d },
             { "GET", "/v1/info", CB_ROLE_VIEWER, 0, handle_info, d },
+            { "GET", "/v1/config", CB_ROLE_ADMIN, 0, handle_config, d },
+            { "PUT", "/v1/log-level", CB_ROLE_ADMIN, 0, handle_log_level, d },
         };
         rc = cb_http_add_routes(d->http, routes, CB_ARRAY_LEN(routes));
     }

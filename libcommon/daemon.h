@@ -3,6 +3,11 @@
  * metrics, the admin HTTP server with /healthz, /readyz, /metrics and
  * /v1/info, readiness checks, signals and graceful drain.
  *
+ * Built-in routes: GET /healthz, /readyz, /metrics (no key: probes and
+ * scrapers), GET /v1/info (viewer), GET /v1/config (admin: the effective
+ * configuration, secrets masked), PUT /v1/log-level {"level":"debug"}
+ * (admin).
+ *
  * A daemon's main.c wires it up, usually through cb_daemon_main():
  *
  *   cb_daemon_new("ingest", "RTMP/SRT publish -> segments -> jobs", 8081, &d);

@@ -31,7 +31,7 @@
 #define CB_ASSERT(cond)                                                                            \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "castbus: assertion '%s' failed at %s:%d\n", #cond, __FILE__,         \
+            fprintf(stderr, "castbus: assertion '%s' failed at %s:%d\n", #cond, __FILE__,          \
                     __LINE__);                                                                     \
             abort();                                                                               \
         }                                                                                          \

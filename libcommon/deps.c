@@ -57,8 +57,7 @@ int cb_deps_connect(cb_deps_t *deps, cb_daemon_t *d)
             rc = cb_daemon_attach(d, &cb_nats_component, deps->nats);
     }
     if (rc == 0 && (deps->want & CB_DEP_KAFKA)) {
-        rc = cb_kafka_producer_new(&deps->kafka_cfg, client, m, &deps->producer, err,
-                                   sizeof(err));
+        rc = cb_kafka_producer_new(&deps->kafka_cfg, client, m, &deps->producer, err, sizeof(err));
         if (rc == 0)
             rc = cb_daemon_attach(d, &cb_kafka_producer_component, deps->producer);
     }

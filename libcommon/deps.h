@@ -35,9 +35,9 @@
 #define CB_DEP_STORAGE 0x10u
 
 typedef struct cb_deps {
-    unsigned want;                        /* CB_DEP_* */
-    const char *pg_schema;                /* CB_DEP_PG: the daemon's schema */
-    const cb_pg_migration_t *migrations;  /* CB_DEP_PG: embedded migrations */
+    unsigned want;                       /* CB_DEP_* */
+    const char *pg_schema;               /* CB_DEP_PG: the daemon's schema */
+    const cb_pg_migration_t *migrations; /* CB_DEP_PG: embedded migrations */
     size_t nmigrations;
 
     /* configuration, filled by cb_daemon_configure() */

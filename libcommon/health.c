@@ -72,13 +72,14 @@ int cb_health_new(int64_t interval_ms, cb_metrics_t *metrics, cb_health_t **out)
     pthread_condattr_destroy(&ca);
     h->interval_ms = interval_ms > 0 ? interval_ms : 1000;
     h->last_round_ms = mono_ms();
-    h->ready_gauge = cb_metric_series(
-        cb_metrics_gauge(metrics, "castbus_ready", "1 when the daemon reports ready, else 0.", NULL),
-        NULL);
-    h->dependency_up = cb_metrics_gauge(
-        metrics, "castbus_dependency_up",
-        "1 when the last readiness check of a dependency passed, else 0.",
-        (const char *[]){ "dependency", NULL });
+    h->ready_gauge =
+        cb_metric_series(cb_metrics_gauge(metrics, "castbus_ready",
+                                          "1 when the daemon reports ready, else 0.", NULL),
+                         NULL);
+    h->dependency_up =
+        cb_metrics_gauge(metrics, "castbus_dependency_up",
+                         "1 when the last readiness check of a dependency passed, else 0.",
+                         (const char *[]){ "dependency", NULL });
     *out = h;
     return 0;
 }
@@ -151,8 +152,7 @@ static void *health_main(void *arg)
             until.tv_nsec -= 1000000000;
         }
         pthread_mutex_lock(&h->lock);
-        while (!h->stopping &&
-               pthread_cond_timedwait(&h->wake, &h->lock, &until) != ETIMEDOUT)
+        while (!h->stopping && pthread_cond_timedwait(&h->wake, &h->lock, &until) != ETIMEDOUT)
             ;
         if (h->stopping) {
             pthread_mutex_unlock(&h->lock);

@@ -40,22 +40,39 @@
 #define WRITE_CHUNK       32768
 /* one write buffer per server, used by the loop thread for headers and body chunks */
 #define WRITE_BUF_SIZE (LWS_PRE + CB_MAX(WRITE_CHUNK, RESP_HEADERS_MAX + 1024))
-#define REQUEST_ID_MAX    64
+#define REQUEST_ID_MAX 64
 
 const cb_config_key_t cb_http_config_keys[] = {
-    { .name = "http_host", .type = CB_CONFIG_STRING, .def = "0.0.0.0",
+    { .name = "http_host",
+      .type = CB_CONFIG_STRING,
+      .def = "0.0.0.0",
       .offset = offsetof(cb_http_config_t, host),
       .help = "Address the admin/REST HTTP server binds to." },
-    { .name = "http_port", .type = CB_CONFIG_INT, .def = "8080", .min = 0, .max = 65535,
+    { .name = "http_port",
+      .type = CB_CONFIG_INT,
+      .def = "8080",
+      .min = 0,
+      .max = 65535,
       .offset = offsetof(cb_http_config_t, port),
       .help = "Port of the admin/REST HTTP server (/healthz, /readyz, /metrics, /v1/...)." },
-    { .name = "http_max_body", .type = CB_CONFIG_BYTES, .def = "1MiB", .min = 1024,
-      .max = 1 << 30, .offset = offsetof(cb_http_config_t, max_body_bytes),
+    { .name = "http_max_body",
+      .type = CB_CONFIG_BYTES,
+      .def = "1MiB",
+      .min = 1024,
+      .max = 1 << 30,
+      .offset = offsetof(cb_http_config_t, max_body_bytes),
       .help = "Largest request body accepted; larger requests get 413." },
-    { .name = "http_workers", .type = CB_CONFIG_INT, .def = "4", .min = 1, .max = 256,
+    { .name = "http_workers",
+      .type = CB_CONFIG_INT,
+      .def = "4",
+      .min = 1,
+      .max = 256,
       .offset = offsetof(cb_http_config_t, workers),
       .help = "Worker threads for REST handlers that block (database calls)." },
-    { .name = "api_keys", .type = CB_CONFIG_STRING, .def = "", .flags = CB_CONFIG_SECRET,
+    { .name = "api_keys",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_SECRET,
       .offset = offsetof(cb_http_config_t, api_keys),
       .help = "API keys as role:key pairs separated by commas (roles: admin, editor, viewer)." },
     { .name = NULL },
@@ -73,15 +90,15 @@ typedef struct post {
 
 struct cb_http_req {
     cb_http_t *http;
-    struct lws *wsi;            /* loop thread only; NULL once the connection is gone */
+    struct lws *wsi; /* loop thread only; NULL once the connection is gone */
     _Atomic int refs;
     struct cb_http_req *next_ready;
-    bool on_ready;              /* guarded by http->lock */
+    bool on_ready; /* guarded by http->lock */
 
     char method[8];
     char path[PATH_MAX_LEN];
-    cb_buf_t args;              /* query fragments "k=v\0k2=v2\0" as lws decoded them */
-    cb_buf_t headers;           /* "name\0value\0" pairs, names lower case */
+    cb_buf_t args;    /* query fragments "k=v\0k2=v2\0" as lws decoded them */
+    cb_buf_t headers; /* "name\0value\0" pairs, names lower case */
     cb_route_params_t params;
     const route_entry_t *route;
     cb_role_t role;
@@ -89,7 +106,7 @@ struct cb_http_req {
     char peer[64];
     cb_log_ids_t log_ids;
     bool quiet;
-    bool head;                  /* HEAD: headers only */
+    bool head; /* HEAD: headers only */
 
     cb_buf_t body;
     bool body_too_big;
@@ -99,7 +116,7 @@ struct cb_http_req {
     _Atomic bool replied;
     int status;
     char content_type[96];
-    cb_buf_t resp_headers;      /* "name\0value\0" pairs */
+    cb_buf_t resp_headers; /* "name\0value\0" pairs */
     cb_buf_t resp_body;
     bool headers_sent;
     size_t body_sent;
@@ -123,7 +140,7 @@ struct cb_http {
     size_t nworkers;
     unsigned char *wbuf; /* WRITE_BUF_SIZE bytes, loop thread only */
 
-    pthread_mutex_t lock;       /* posts and ready list */
+    pthread_mutex_t lock; /* posts and ready list */
     post_t posts[POST_QUEUE_MAX];
     size_t post_head, post_count;
     cb_http_req_t *ready_head, *ready_tail;
@@ -139,11 +156,18 @@ typedef struct pss {
 } pss_t;
 
 static const char *const status_codes[][2] = {
-    { "400", "bad_request" },        { "401", "unauthorized" },  { "403", "forbidden" },
-    { "404", "not_found" },          { "405", "method_not_allowed" },
-    { "409", "conflict" },           { "410", "gone" },          { "413", "payload_too_large" },
-    { "415", "unsupported_media_type" },                         { "429", "too_many_requests" },
-    { "500", "internal" },           { "503", "unavailable" },
+    { "400", "bad_request" },
+    { "401", "unauthorized" },
+    { "403", "forbidden" },
+    { "404", "not_found" },
+    { "405", "method_not_allowed" },
+    { "409", "conflict" },
+    { "410", "gone" },
+    { "413", "payload_too_large" },
+    { "415", "unsupported_media_type" },
+    { "429", "too_many_requests" },
+    { "500", "internal" },
+    { "503", "unavailable" },
 };
 
 /* ---- helpers ---- */
@@ -733,8 +757,10 @@ static int on_request(cb_http_t *h, struct lws *wsi, pss_t *pss)
         }
         if (n > h->max_body) {
             req->close_after = true;
-            cb_http_reply_error(req, 413, NULL, NULL, "request body of %lld bytes is over the "
-                                "limit of %lld", n, (long long) h->max_body);
+            cb_http_reply_error(req, 413, NULL, NULL,
+                                "request body of %lld bytes is over the "
+                                "limit of %lld",
+                                n, (long long) h->max_body);
             return 0;
         }
         has_body = n > 0;
@@ -771,12 +797,12 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 
         snprintf(server, sizeof(server), "castbus-%s", h->daemon);
         if (lws_add_http_header_status(wsi, (unsigned int) req->status, &p, end) ||
-            lws_add_http_header_by_name(wsi, (const unsigned char *) "server:",
-                                        (const unsigned char *) server, (int) strlen(server), &p,
-                                        end) ||
-            lws_add_http_header_by_name(wsi, (const unsigned char *) "x-request-id:",
-                                        (const unsigned char *) req->id, (int) strlen(req->id), &p,
-                                        end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *) "server:", (const unsigned char *) server,
+                (int) strlen(server), &p, end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *) "x-request-id:", (const unsigned char *) req->id,
+                (int) strlen(req->id), &p, end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                          (const unsigned char *) req->content_type,
                                          (int) strlen(req->content_type), &p, end))
@@ -792,8 +818,8 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             pos = (size_t) (v - req->resp_headers.data) + strlen(v) + 1;
         }
         if (req->close_after &&
-            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-                                         (const unsigned char *) "close", 5, &p, end))
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *) "close",
+                                         5, &p, end))
             return -1;
         if (lws_add_http_header_content_length(wsi, req->head ? 0 : req->resp_body.len, &p, end))
             return -1;
@@ -870,8 +896,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         pss->req->waiting_body = false;
         if (pss->req->body_too_big) {
             pss->req->close_after = true;
-            cb_http_reply_error(pss->req, 413, NULL, NULL, "request body over the limit of %lld "
-                                "bytes", (long long) h->max_body);
+            cb_http_reply_error(pss->req, 413, NULL, NULL,
+                                "request body over the limit of %lld "
+                                "bytes",
+                                (long long) h->max_body);
             return 0;
         }
         dispatch(pss->req);

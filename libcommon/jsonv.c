@@ -81,12 +81,12 @@ static const char *json_type_name(const json_t *v)
     return "something else";
 }
 
-static int decode_object(const cb_jsonv_field_t *fields, const json_t *obj, void *dst,
-                         char *path, size_t plen, cb_jsonv_error_t *err);
+static int decode_object(const cb_jsonv_field_t *fields, const json_t *obj, void *dst, char *path,
+                         size_t plen, cb_jsonv_error_t *err);
 
 /* Check and store one scalar or nested value of type `type`. */
-static int decode_value(const cb_jsonv_field_t *f, cb_jsonv_type_t type, const json_t *v,
-                        void *p, char *path, size_t plen, cb_jsonv_error_t *err)
+static int decode_value(const cb_jsonv_field_t *f, cb_jsonv_type_t type, const json_t *v, void *p,
+                        char *path, size_t plen, cb_jsonv_error_t *err)
 {
     const char *s;
     size_t n, i;
@@ -114,8 +114,9 @@ static int decode_value(const cb_jsonv_field_t *f, cb_jsonv_type_t type, const j
             return -EINVAL;
         }
         if ((f->flags & CB_JSONV_IDENT) && !cb_jsonv_is_ident(s, SIZE_MAX)) {
-            fail(err, path, "must be an identifier of letters, digits and _ . : - "
-                            "(not starting with '.')");
+            fail(err, path,
+                 "must be an identifier of letters, digits and _ . : - "
+                 "(not starting with '.')");
             return -EINVAL;
         }
         if (p) {
@@ -147,8 +148,8 @@ static int decode_value(const cb_jsonv_field_t *f, cb_jsonv_type_t type, const j
             fail(err, path, "expected a number, got %s", json_type_name(v));
             return -EINVAL;
         }
-        if (has_bounds(f) && (json_number_value(v) < (double) f->min ||
-                              json_number_value(v) > (double) f->max)) {
+        if (has_bounds(f) &&
+            (json_number_value(v) < (double) f->min || json_number_value(v) > (double) f->max)) {
             fail(err, path, "%g is out of range %" PRId64 "..%" PRId64, json_number_value(v),
                  f->min, f->max);
             return -EINVAL;
@@ -237,8 +238,8 @@ static int decode_array(const cb_jsonv_field_t *f, const json_t *v, void *p, cha
     }
     for (i = 0; i < n; i++) {
         snprintf(path + base, plen - base, "[%zu]", i);
-        rc = decode_value(f, f->elem_type, json_array_get(v, i), elems ? elems + i * f->elem_size : NULL,
-                          path, plen, err);
+        rc = decode_value(f, f->elem_type, json_array_get(v, i),
+                          elems ? elems + i * f->elem_size : NULL, path, plen, err);
         if (rc)
             return rc;
     }
@@ -246,8 +247,8 @@ static int decode_array(const cb_jsonv_field_t *f, const json_t *v, void *p, cha
     return 0;
 }
 
-static int decode_object(const cb_jsonv_field_t *fields, const json_t *obj, void *dst,
-                         char *path, size_t plen, cb_jsonv_error_t *err)
+static int decode_object(const cb_jsonv_field_t *fields, const json_t *obj, void *dst, char *path,
+                         size_t plen, cb_jsonv_error_t *err)
 {
     const cb_jsonv_field_t *f;
     size_t base = strlen(path);

@@ -41,15 +41,15 @@ typedef struct cb_jsonv_field {
     const char *name;
     cb_jsonv_type_t type;
     unsigned flags;
-    size_t offset;   /* offsetof(struct, member) */
-    int64_t min;     /* INT: smallest value; STRING: shortest length; ARRAY: fewest items */
-    int64_t max;     /* INT: largest value; STRING: longest length; ARRAY: most items */
-                     /* (min == max == 0: no bound) */
-    const char *const *enum_values;        /* ENUM: NULL-terminated names */
-    const struct cb_jsonv_field *fields;   /* OBJECT, or ARRAY of OBJECT: element table */
-    cb_jsonv_type_t elem_type;             /* ARRAY: STRING, INT, DOUBLE or OBJECT */
-    size_t elem_size;                      /* ARRAY: sizeof one element */
-    size_t count_offset;                   /* ARRAY: offsetof the size_t count */
+    size_t offset; /* offsetof(struct, member) */
+    int64_t min;   /* INT: smallest value; STRING: shortest length; ARRAY: fewest items */
+    int64_t max;   /* INT: largest value; STRING: longest length; ARRAY: most items */
+                   /* (min == max == 0: no bound) */
+    const char *const *enum_values;      /* ENUM: NULL-terminated names */
+    const struct cb_jsonv_field *fields; /* OBJECT, or ARRAY of OBJECT: element table */
+    cb_jsonv_type_t elem_type;           /* ARRAY: STRING, INT, DOUBLE or OBJECT */
+    size_t elem_size;                    /* ARRAY: sizeof one element */
+    size_t count_offset;                 /* ARRAY: offsetof the size_t count */
 } cb_jsonv_field_t;
 
 typedef struct cb_jsonv_error {

@@ -30,47 +30,83 @@
 
 #include "log.h"
 
-#define MAX_PARTITIONS   1024
-#define COMMIT_EVERY_MS  200
-#define REVOKE_WAIT_MS   30000
-#define DLQ_TIMEOUT_MS   30000
-#define MAX_RETRY_ACK_MS 60000
+#define MAX_PARTITIONS  1024
+#define COMMIT_EVERY_MS 200
+#define REVOKE_WAIT_MS  30000
+#define DLQ_TIMEOUT_MS  30000
 
 const cb_config_key_t cb_kafka_config_keys[] = {
-    { .name = "kafka_brokers", .type = CB_CONFIG_STRING, .def = "127.0.0.1:9092",
-      .flags = CB_CONFIG_REQUIRED, .offset = offsetof(cb_kafka_config_t, brokers),
+    { .name = "kafka_brokers",
+      .type = CB_CONFIG_STRING,
+      .def = "127.0.0.1:9092",
+      .flags = CB_CONFIG_REQUIRED,
+      .offset = offsetof(cb_kafka_config_t, brokers),
       .help = "Kafka bootstrap servers, host:port separated by commas." },
-    { .name = "kafka_security_protocol", .type = CB_CONFIG_ENUM, .def = "plaintext",
+    { .name = "kafka_security_protocol",
+      .type = CB_CONFIG_ENUM,
+      .def = "plaintext",
       .choices = "plaintext|ssl|sasl_plaintext|sasl_ssl",
       .offset = offsetof(cb_kafka_config_t, security_protocol),
       .help = "How to talk to the brokers." },
-    { .name = "kafka_sasl_mechanism", .type = CB_CONFIG_STRING, .def = "SCRAM-SHA-512",
+    { .name = "kafka_sasl_mechanism",
+      .type = CB_CONFIG_STRING,
+      .def = "SCRAM-SHA-512",
       .offset = offsetof(cb_kafka_config_t, sasl_mechanism),
       .help = "SASL mechanism when SASL is used: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512." },
-    { .name = "kafka_sasl_username", .type = CB_CONFIG_STRING, .def = "",
-      .offset = offsetof(cb_kafka_config_t, sasl_username), .help = "SASL user name." },
-    { .name = "kafka_sasl_password", .type = CB_CONFIG_STRING, .def = "",
-      .flags = CB_CONFIG_SECRET, .offset = offsetof(cb_kafka_config_t, sasl_password),
+    { .name = "kafka_sasl_username",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .offset = offsetof(cb_kafka_config_t, sasl_username),
+      .help = "SASL user name." },
+    { .name = "kafka_sasl_password",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_SECRET,
+      .offset = offsetof(cb_kafka_config_t, sasl_password),
       .help = "SASL password." },
-    { .name = "kafka_ssl_ca_location", .type = CB_CONFIG_STRING, .def = "",
+    { .name = "kafka_ssl_ca_location",
+      .type = CB_CONFIG_STRING,
+      .def = "",
       .offset = offsetof(cb_kafka_config_t, ssl_ca_location),
       .help = "CA certificate file for TLS to the brokers (system store when empty)." },
-    { .name = "kafka_message_timeout", .type = CB_CONFIG_DURATION, .def = "5m", .min = 1000,
-      .max = 86400000, .offset = offsetof(cb_kafka_config_t, message_timeout_ms),
+    { .name = "kafka_message_timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "5m",
+      .min = 1000,
+      .max = 86400000,
+      .offset = offsetof(cb_kafka_config_t, message_timeout_ms),
       .help = "How long a produced message may wait for the brokers before it fails." },
-    { .name = "kafka_queue_max_messages", .type = CB_CONFIG_INT, .def = "100000", .min = 1,
-      .max = 10000000, .offset = offsetof(cb_kafka_config_t, queue_max_messages),
+    { .name = "kafka_queue_max_messages",
+      .type = CB_CONFIG_INT,
+      .def = "100000",
+      .min = 1,
+      .max = 10000000,
+      .offset = offsetof(cb_kafka_config_t, queue_max_messages),
       .help = "Producer messages held locally while the brokers are slow or away." },
-    { .name = "kafka_max_retries", .type = CB_CONFIG_INT, .def = "5", .min = 0, .max = 1000,
+    { .name = "kafka_max_retries",
+      .type = CB_CONFIG_INT,
+      .def = "5",
+      .min = 0,
+      .max = 1000,
       .offset = offsetof(cb_kafka_config_t, max_retries),
       .help = "Times a failing message is retried before it goes to the dead-letter topic." },
-    { .name = "kafka_retry_backoff", .type = CB_CONFIG_DURATION, .def = "200ms", .min = 1,
-      .max = 600000, .offset = offsetof(cb_kafka_config_t, retry_backoff_ms),
+    { .name = "kafka_retry_backoff",
+      .type = CB_CONFIG_DURATION,
+      .def = "200ms",
+      .min = 1,
+      .max = 600000,
+      .offset = offsetof(cb_kafka_config_t, retry_backoff_ms),
       .help = "First delay before a retry; doubled on each further retry." },
-    { .name = "kafka_retry_backoff_max", .type = CB_CONFIG_DURATION, .def = "10s", .min = 1,
-      .max = 3600000, .offset = offsetof(cb_kafka_config_t, retry_backoff_max_ms),
+    { .name = "kafka_retry_backoff_max",
+      .type = CB_CONFIG_DURATION,
+      .def = "10s",
+      .min = 1,
+      .max = 3600000,
+      .offset = offsetof(cb_kafka_config_t, retry_backoff_max_ms),
       .help = "Longest delay between retries." },
-    { .name = "kafka_extra", .type = CB_CONFIG_STRING, .def = "",
+    { .name = "kafka_extra",
+      .type = CB_CONFIG_STRING,
+      .def = "",
       .offset = offsetof(cb_kafka_config_t, extra),
       .help = "Extra librdkafka properties, prop=value separated by commas." },
     { .name = NULL },
@@ -517,7 +553,7 @@ typedef struct part_state {
     uint64_t generation;
     int64_t *inflight; /* offsets dispatched and unfinished, ascending */
     size_t ninflight, cap;
-    size_t nrunning;   /* of those, taken by a worker right now */
+    size_t nrunning;     /* of those, taken by a worker right now */
     int64_t next_offset; /* one past the highest offset dispatched, -1 before any */
     int64_t commit_to;   /* offset we may commit (the next to read), -1 none */
     int64_t committed;   /* last offset handed to a commit, -1 none */
@@ -853,14 +889,14 @@ static int dead_letter(cb_kafka_consumer_t *c, const rd_kafka_message_t *rkm, co
         const char *name;
         const void *v;
         size_t vlen;
-        for (i = 0; n < CB_ARRAY_LEN(hdrs) &&
-                    rd_kafka_header_get_all(orig, i, &name, &v, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (i = 0; n < CB_ARRAY_LEN(hdrs) && rd_kafka_header_get_all(orig, i, &name, &v, &vlen) ==
+                                                  RD_KAFKA_RESP_ERR_NO_ERROR;
              i++)
             hdrs[n++] = (cb_kafka_header_t){ name, v, vlen };
     }
     for (;;) {
-        rc = cb_kafka_produce_sync(c->opts.dlq, dlq, rkm->key, rkm->key_len, rkm->payload,
-                                   rkm->len, hdrs, n, DLQ_TIMEOUT_MS, err, sizeof(err));
+        rc = cb_kafka_produce_sync(c->opts.dlq, dlq, rkm->key, rkm->key_len, rkm->payload, rkm->len,
+                                   hdrs, n, DLQ_TIMEOUT_MS, err, sizeof(err));
         if (rc == 0)
             return 0;
         cb_log_error("kafka: dead letter for '%s' [%d] @%lld not stored: %s; retrying", topic,
@@ -1148,8 +1184,7 @@ int cb_kafka_consumer_new(const cb_kafka_config_t *cfg, const cb_kafka_consumer_
                                 "Messages behind the end of each partition, by group.",
                                 (const char *[]){ "group", "topic", "partition", NULL });
     c->m_commit_errors = cb_metrics_counter(metrics, "castbus_kafka_commit_errors_total",
-                                            "Offset commits that failed (they are retried).",
-                                            NULL);
+                                            "Offset commits that failed (they are retried).", NULL);
     *out = c;
     return 0;
 }
@@ -1208,8 +1243,7 @@ void cb_kafka_consumer_drain(cb_kafka_consumer_t *c, int64_t deadline_ms)
     left = deadline_ms - now_ms();
     abs_deadline(&until, left > 0 ? left : 0);
     pthread_mutex_lock(&c->lock);
-    while (c->running > 0 &&
-           pthread_cond_timedwait(&c->idle_cond, &c->lock, &until) != ETIMEDOUT)
+    while (c->running > 0 && pthread_cond_timedwait(&c->idle_cond, &c->lock, &until) != ETIMEDOUT)
         ;
     if (c->running > 0)
         cb_log_warn("kafka: group '%s': %zu messages unfinished at the deadline; left "

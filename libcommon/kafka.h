@@ -37,9 +37,9 @@
 #include "metrics.h"
 
 typedef struct cb_kafka_config {
-    char *brokers;              /* "host:port,host:port" */
-    int security_protocol;      /* index into "plaintext|ssl|sasl_plaintext|sasl_ssl" */
-    char *sasl_mechanism;       /* "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512" */
+    char *brokers;         /* "host:port,host:port" */
+    int security_protocol; /* index into "plaintext|ssl|sasl_plaintext|sasl_ssl" */
+    char *sasl_mechanism;  /* "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512" */
     char *sasl_username;
     char *sasl_password;
     char *ssl_ca_location;      /* CA bundle file for ssl/sasl_ssl */
@@ -48,7 +48,7 @@ typedef struct cb_kafka_config {
     int64_t max_retries;        /* consumer: handler retries before dead-lettering */
     int64_t retry_backoff_ms;   /* consumer: first retry delay, doubled each time */
     int64_t retry_backoff_max_ms;
-    char *extra;                /* "prop=value,prop=value" passed to librdkafka as is */
+    char *extra; /* "prop=value,prop=value" passed to librdkafka as is */
 } cb_kafka_config_t;
 
 extern const cb_config_key_t cb_kafka_config_keys[];
@@ -126,16 +126,16 @@ const void *cb_kafka_msg_header(const cb_kafka_msg_t *m, const char *name, size_
  * workers > 1. For RETRY and INVALID, write the reason (it goes into the
  * log and the dead letter).
  */
-typedef cb_kafka_result_t (*cb_kafka_handler_fn)(void *arg, const cb_kafka_msg_t *msg,
-                                                 char *reason, size_t reasonlen);
+typedef cb_kafka_result_t (*cb_kafka_handler_fn)(void *arg, const cb_kafka_msg_t *msg, char *reason,
+                                                 size_t reasonlen);
 
 typedef struct cb_kafka_consumer_opts {
-    const char *group;               /* consumer group id */
-    const char *const *topics;       /* NULL-terminated */
+    const char *group;         /* consumer group id */
+    const char *const *topics; /* NULL-terminated */
     cb_kafka_handler_fn handler;
     void *arg;
-    int workers;                     /* handler threads = most messages in flight; >= 1 */
-    cb_kafka_producer_t *dlq;        /* producer for dead letters (borrowed, required) */
+    int workers;              /* handler threads = most messages in flight; >= 1 */
+    cb_kafka_producer_t *dlq; /* producer for dead letters (borrowed, required) */
 } cb_kafka_consumer_opts_t;
 
 typedef struct cb_kafka_consumer cb_kafka_consumer_t;

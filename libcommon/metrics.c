@@ -21,20 +21,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HASH_BUCKETS  64
-#define MAX_FAMILIES  512
+#define HASH_BUCKETS   64
+#define MAX_FAMILIES   512
 #define MAX_COLLECTORS 16
 
 typedef enum metric_type { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM } metric_type_t;
 
 struct cb_series {
     const struct cb_metric *family; /* NULL for the shared sink */
-    struct cb_series *next;     /* hash chain */
-    struct cb_series *ordered;  /* creation order, for stable output */
-    char **values;              /* label values, owned */
-    _Atomic uint64_t value;     /* double bits: counter/gauge value, histogram sum */
-    _Atomic uint64_t count;     /* histogram observations */
-    _Atomic uint64_t *buckets;  /* histogram: per-bound counts (not cumulative) */
+    struct cb_series *next;         /* hash chain */
+    struct cb_series *ordered;      /* creation order, for stable output */
+    char **values;                  /* label values, owned */
+    _Atomic uint64_t value;         /* double bits: counter/gauge value, histogram sum */
+    _Atomic uint64_t count;         /* histogram observations */
+    _Atomic uint64_t *buckets;      /* histogram: per-bound counts (not cumulative) */
 };
 
 struct cb_metric {
@@ -63,13 +63,13 @@ struct cb_metrics {
     size_t nfamilies;
     collector_t collectors[MAX_COLLECTORS];
     size_t ncollectors;
-    cb_metric_t *dropped;   /* castbus_metrics_series_dropped_total{metric} */
-    cb_series_t sink;       /* shared target once a family is full */
+    cb_metric_t *dropped; /* castbus_metrics_series_dropped_total{metric} */
+    cb_series_t sink;     /* shared target once a family is full */
     _Atomic uint64_t sink_buckets[64];
 };
 
-const double cb_metrics_latency_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                              0.1,   0.25,   0.5,   1,    2.5,   5, 10 };
+const double cb_metrics_latency_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                              0.25,  0.5,    1,     2.5,  5,     10 };
 const size_t cb_metrics_latency_nbuckets = CB_ARRAY_LEN(cb_metrics_latency_buckets);
 
 static double bits_to_double(uint64_t u)
@@ -161,8 +161,8 @@ void cb_metrics_free(cb_metrics_t *m)
 }
 
 static cb_metric_t *family_new(cb_metrics_t *m, const char *name, const char *help,
-                               metric_type_t type, const char *const *labels,
-                               const double *bounds, size_t nbounds)
+                               metric_type_t type, const char *const *labels, const double *bounds,
+                               size_t nbounds)
 {
     cb_metric_t *f;
     size_t i;
@@ -423,8 +423,7 @@ static void append_escaped(cb_buf_t *out, const char *s, int quote)
 }
 
 /* {a="x",b="y"[,le="0.5"]} or nothing when there are no labels. */
-static void append_labels(cb_buf_t *out, const cb_metric_t *f, const cb_series_t *s,
-                          const char *le)
+static void append_labels(cb_buf_t *out, const cb_metric_t *f, const cb_series_t *s, const char *le)
 {
     size_t i;
 
@@ -575,14 +574,14 @@ int cb_metrics_add_process_collector(cb_metrics_t *m)
     if (p->start_time_s == 0)
         p->start_time_s = (double) now.tv_sec + (double) now.tv_nsec / 1e9;
     p->cpu = cb_metrics_counter(m, "process_cpu_seconds_total",
-                              "Total user and system CPU time spent in seconds.", NULL);
+                                "Total user and system CPU time spent in seconds.", NULL);
     p->rss = cb_metrics_gauge(m, "process_resident_memory_bytes", "Resident memory size in bytes.",
                               NULL);
-    p->vsz = cb_metrics_gauge(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
-                              NULL);
+    p->vsz =
+        cb_metrics_gauge(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.", NULL);
     p->fds = cb_metrics_gauge(m, "process_open_fds", "Number of open file descriptors.", NULL);
-    p->max_fds = cb_metrics_gauge(m, "process_max_fds", "Maximum number of open file descriptors.",
-                                  NULL);
+    p->max_fds =
+        cb_metrics_gauge(m, "process_max_fds", "Maximum number of open file descriptors.", NULL);
     p->start = cb_metrics_gauge(m, "process_start_time_seconds",
                                 "Start time of the process since unix epoch in seconds.", NULL);
     if (!p->cpu || !p->rss || !p->vsz || !p->fds || !p->max_fds || !p->start)

@@ -48,8 +48,7 @@ cb_metric_t *cb_metrics_gauge(cb_metrics_t *m, const char *name, const char *hel
                               const char *const *labels);
 /* `bounds`: strictly increasing upper bounds, without +Inf (added). */
 cb_metric_t *cb_metrics_histogram(cb_metrics_t *m, const char *name, const char *help,
-                                  const char *const *labels, const double *bounds,
-                                  size_t nbounds);
+                                  const char *const *labels, const double *bounds, size_t nbounds);
 
 /* Latency buckets in seconds, 1 ms .. 10 s. */
 extern const double cb_metrics_latency_buckets[];
@@ -61,10 +60,10 @@ extern const size_t cb_metrics_latency_nbuckets;
  */
 cb_series_t *cb_metric_series(cb_metric_t *f, const char *const *values);
 
-void cb_series_add(cb_series_t *s, double delta);  /* counter (delta >= 0) or gauge */
-void cb_series_set(cb_series_t *s, double value);  /* gauge */
-void cb_series_observe(cb_series_t *s, double v);  /* histogram */
-double cb_series_value(const cb_series_t *s);      /* counter/gauge value, histogram count */
+void cb_series_add(cb_series_t *s, double delta); /* counter (delta >= 0) or gauge */
+void cb_series_set(cb_series_t *s, double value); /* gauge */
+void cb_series_observe(cb_series_t *s, double v); /* histogram */
+double cb_series_value(const cb_series_t *s);     /* counter/gauge value, histogram count */
 
 /* Shorthands for one-off updates. */
 void cb_metric_add(cb_metric_t *f, const char *const *values, double delta);

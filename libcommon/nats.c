@@ -23,17 +23,35 @@
 #define REPLY_MAX_BYTES (1 << 20)
 
 const cb_config_key_t cb_nats_config_keys[] = {
-    { .name = "nats_url", .type = CB_CONFIG_STRING, .def = "nats://127.0.0.1:4222",
-      .flags = CB_CONFIG_REQUIRED, .offset = offsetof(cb_nats_config_t, url),
+    { .name = "nats_url",
+      .type = CB_CONFIG_STRING,
+      .def = "nats://127.0.0.1:4222",
+      .flags = CB_CONFIG_REQUIRED,
+      .offset = offsetof(cb_nats_config_t, url),
       .help = "NATS server URLs, separated by commas." },
-    { .name = "nats_user", .type = CB_CONFIG_STRING, .def = "",
-      .offset = offsetof(cb_nats_config_t, user), .help = "NATS user name, if the server wants one." },
-    { .name = "nats_password", .type = CB_CONFIG_STRING, .def = "", .flags = CB_CONFIG_SECRET,
-      .offset = offsetof(cb_nats_config_t, password), .help = "NATS password." },
-    { .name = "nats_token", .type = CB_CONFIG_STRING, .def = "", .flags = CB_CONFIG_SECRET,
-      .offset = offsetof(cb_nats_config_t, token), .help = "NATS authentication token." },
-    { .name = "nats_request_timeout", .type = CB_CONFIG_DURATION, .def = "2s", .min = 10,
-      .max = 600000, .offset = offsetof(cb_nats_config_t, request_timeout_ms),
+    { .name = "nats_user",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .offset = offsetof(cb_nats_config_t, user),
+      .help = "NATS user name, if the server wants one." },
+    { .name = "nats_password",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_SECRET,
+      .offset = offsetof(cb_nats_config_t, password),
+      .help = "NATS password." },
+    { .name = "nats_token",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_SECRET,
+      .offset = offsetof(cb_nats_config_t, token),
+      .help = "NATS authentication token." },
+    { .name = "nats_request_timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "2s",
+      .min = 10,
+      .max = 600000,
+      .offset = offsetof(cb_nats_config_t, request_timeout_ms),
       .help = "How long a NATS request waits for its reply by default." },
     { .name = NULL },
 };
@@ -49,6 +67,10 @@ typedef struct service {
 
 struct cb_nats {
     natsConnection *nc;
+    pthread_mutex_t lock;
+    pthread_cond_t closed_cond;
+    bool closing; /* cb_nats_free() began: a disconnect is expected */
+    bool closed;  /* cnats delivered its last callback */
     natsOptions *opts;
     int64_t request_timeout_ms;
     service_t services[MAX_SERVICES];
@@ -102,10 +124,27 @@ static void on_connected(natsConnection *nc, void *closure)
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     cb_nats_t *n = closure;
+    bool closing;
 
     (void) nc;
-    cb_log_warn("nats: disconnected, reconnecting");
+    pthread_mutex_lock(&n->lock);
+    closing = n->closing;
+    pthread_mutex_unlock(&n->lock);
+    if (!closing)
+        cb_log_warn("nats: disconnected, reconnecting");
     cb_series_set(n->connected, 0);
+}
+
+/* cnats' last callback for a connection: after it, `n` may be freed. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    cb_nats_t *n = closure;
+
+    (void) nc;
+    pthread_mutex_lock(&n->lock);
+    n->closed = true;
+    pthread_cond_signal(&n->closed_cond);
+    pthread_mutex_unlock(&n->lock);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -116,8 +155,7 @@ static void on_reconnected(natsConnection *nc, void *closure)
     on_connected(nc, closure);
 }
 
-static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
-                           void *closure)
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     (void) nc;
     (void) sub;
@@ -133,6 +171,8 @@ int cb_nats_new(const cb_nats_config_t *cfg, const char *name, cb_metrics_t *met
 
     if (!n)
         return -ENOMEM;
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_cond_init(&n->closed_cond, NULL);
     n->request_timeout_ms = cfg->request_timeout_ms;
     n->m_requests = cb_metrics_counter(metrics, "castbus_nats_requests_total",
                                        "NATS requests made, by subject and result.",
@@ -171,6 +211,8 @@ int cb_nats_new(const cb_nats_config_t *cfg, const char *name, cb_metrics_t *met
         s = natsOptions_SetDisconnectedCB(n->opts, on_disconnected, n);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(n->opts, on_reconnected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(n->opts, on_closed, n);
     if (s == NATS_OK)
         s = natsOptions_SetErrorHandler(n->opts, on_async_error, n);
     if (s == NATS_OK && cfg->user && *cfg->user)
@@ -214,7 +256,7 @@ int cb_nats_request(cb_nats_t *n, const char *subject, const void *data, size_t 
     }
     cb_metric_observe(n->m_duration, (const char *[]){ subject }, now_s() - t0);
     cb_metric_add(n->m_requests,
-                  (const char *[]){ subject, rc == 0              ? "ok"
+                  (const char *[]){ subject, rc == 0            ? "ok"
                                              : rc == -ETIMEDOUT ? "timeout"
                                              : rc == -ENOENT    ? "no_responders"
                                                                 : "error" },
@@ -311,17 +353,36 @@ int cb_nats_serve(cb_nats_t *n, const char *subject, const char *queue,
 
 void cb_nats_free(cb_nats_t *n)
 {
+    struct timespec until;
     size_t i;
 
     if (!n)
         return;
     if (n->nc) {
+        pthread_mutex_lock(&n->lock);
+        n->closing = true;
+        pthread_mutex_unlock(&n->lock);
         natsConnection_Close(n->nc);
+        /*
+         * cnats runs connection callbacks on its own thread, in order, and
+         * the closed callback last: wait for it before freeing what the
+         * callbacks use (bounded, in case the library never calls it).
+         */
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&n->lock);
+        while (!n->closed && pthread_cond_timedwait(&n->closed_cond, &n->lock, &until) == 0)
+            ;
+        if (!n->closed)
+            cb_log_warn("nats: no closed callback within 5s; freeing anyway");
+        pthread_mutex_unlock(&n->lock);
         for (i = 0; i < n->nservices; i++)
             natsSubscription_Destroy(n->services[i].sub);
         natsConnection_Destroy(n->nc);
     }
     natsOptions_Destroy(n->opts);
+    pthread_cond_destroy(&n->closed_cond);
+    pthread_mutex_destroy(&n->lock);
     free(n);
 }
 
@@ -350,6 +411,9 @@ static void nats_drain(void *obj, int64_t deadline_ms)
 
     if (natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
         return;
+    pthread_mutex_lock(&n->lock);
+    n->closing = true;
+    pthread_mutex_unlock(&n->lock);
     /* stop taking requests, finish those in hand, then close */
     if (natsConnection_DrainTimeout(n->nc, left > 100 ? left : 100) != NATS_OK)
         return;

@@ -28,7 +28,7 @@
 #include "metrics.h"
 
 typedef struct cb_nats_config {
-    char *url;                  /* "nats://host:4222[,nats://...]" */
+    char *url; /* "nats://host:4222[,nats://...]" */
     char *user;
     char *password;
     char *token;

@@ -26,18 +26,32 @@
 #define BACKOFF_MAX_MS  5000
 
 const cb_config_key_t cb_pg_config_keys[] = {
-    { .name = "pg_dsn", .type = CB_CONFIG_STRING,
+    { .name = "pg_dsn",
+      .type = CB_CONFIG_STRING,
       .def = "postgresql://castbus:castbus@127.0.0.1:5432/castbus",
-      .flags = CB_CONFIG_REQUIRED | CB_CONFIG_SECRET, .offset = offsetof(cb_pg_config_t, dsn),
+      .flags = CB_CONFIG_REQUIRED | CB_CONFIG_SECRET,
+      .offset = offsetof(cb_pg_config_t, dsn),
       .help = "PostgreSQL connection string (URI or key=value form)." },
-    { .name = "pg_pool_size", .type = CB_CONFIG_INT, .def = "4", .min = 1, .max = MAX_POOL,
+    { .name = "pg_pool_size",
+      .type = CB_CONFIG_INT,
+      .def = "4",
+      .min = 1,
+      .max = MAX_POOL,
       .offset = offsetof(cb_pg_config_t, pool_size),
       .help = "Database connections this daemon keeps open at most." },
-    { .name = "pg_connect_timeout", .type = CB_CONFIG_DURATION, .def = "3s", .min = 1000,
-      .max = 60000, .offset = offsetof(cb_pg_config_t, connect_timeout_ms),
+    { .name = "pg_connect_timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "3s",
+      .min = 1000,
+      .max = 60000,
+      .offset = offsetof(cb_pg_config_t, connect_timeout_ms),
       .help = "How long one connection attempt may take." },
-    { .name = "pg_statement_timeout", .type = CB_CONFIG_DURATION, .def = "10s", .min = 10,
-      .max = 3600000, .offset = offsetof(cb_pg_config_t, statement_timeout_ms),
+    { .name = "pg_statement_timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "10s",
+      .min = 10,
+      .max = 3600000,
+      .offset = offsetof(cb_pg_config_t, statement_timeout_ms),
       .help = "Longest a single SQL statement may run." },
     { .name = NULL },
 };
@@ -125,14 +139,14 @@ int cb_pg_new(const cb_pg_config_t *cfg, const char *schema, const cb_pg_migrati
     pthread_cond_init(&pg->freed, NULL);
     for (i = 1; i < nmigrations; i++)
         CB_ASSERT(migrations[i].version > migrations[i - 1].version);
-    pg->m_queries = cb_metrics_counter(metrics, "castbus_pg_queries_total",
-                                       "SQL statements run, by result.",
-                                       (const char *[]){ "result", NULL });
-    pg->m_duration = cb_metrics_histogram(metrics, "castbus_pg_query_duration_seconds",
-                                          "Time an SQL statement took, waiting for a connection "
-                                          "included.",
-                                          NULL, cb_metrics_latency_buckets,
-                                          cb_metrics_latency_nbuckets);
+    pg->m_queries =
+        cb_metrics_counter(metrics, "castbus_pg_queries_total", "SQL statements run, by result.",
+                           (const char *[]){ "result", NULL });
+    pg->m_duration =
+        cb_metrics_histogram(metrics, "castbus_pg_query_duration_seconds",
+                             "Time an SQL statement took, waiting for a connection "
+                             "included.",
+                             NULL, cb_metrics_latency_buckets, cb_metrics_latency_nbuckets);
     *out = pg;
     return 0;
 }
@@ -369,12 +383,11 @@ static int migrate_locked(cb_pg_t *pg, slot_t *s, char *err, size_t errlen)
         cb_log_info("postgres: applied migration %s to schema '%s'", m->name, pg->schema);
     }
     rc = 0;
-unlock:
-    {
-        char e2[64];
-        slot_exec(s, "SELECT pg_advisory_unlock(hashtext('castbus:migrate:' || $1))", 1,
-                  (const char *[]){ pg->schema }, NULL, e2, sizeof(e2));
-    }
+unlock : {
+    char e2[64];
+    slot_exec(s, "SELECT pg_advisory_unlock(hashtext('castbus:migrate:' || $1))", 1,
+              (const char *[]){ pg->schema }, NULL, e2, sizeof(e2));
+}
     if (rc == 0 && applied == 0)
         cb_log_info("postgres: schema '%s' is current (version %d)", pg->schema,
                     atomic_load(&pg->schema_version));
@@ -409,8 +422,8 @@ int cb_pg_schema_version(cb_pg_t *pg)
     return atomic_load(&pg->schema_version);
 }
 
-int cb_pg_exec(cb_pg_t *pg, const char *sql, int nparams, const char *const *params,
-               PGresult **res, char *err, size_t errlen)
+int cb_pg_exec(cb_pg_t *pg, const char *sql, int nparams, const char *const *params, PGresult **res,
+               char *err, size_t errlen)
 {
     struct timespec t0, t1;
     slot_t *s;
@@ -428,7 +441,7 @@ int cb_pg_exec(cb_pg_t *pg, const char *sql, int nparams, const char *const *par
     cb_metric_observe(pg->m_duration, NULL,
                       (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
     cb_metric_add(pg->m_queries,
-                  (const char *[]){ rc == 0              ? "ok"
+                  (const char *[]){ rc == 0               ? "ok"
                                     : rc == -ETIMEDOUT    ? "timeout"
                                     : rc == -ECONNREFUSED ? "unavailable"
                                                           : "error" },

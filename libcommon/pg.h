@@ -29,7 +29,7 @@
 #include "metrics.h"
 
 typedef struct cb_pg_config {
-    char *dsn;                    /* "postgresql://user:pass@host:port/db" */
+    char *dsn; /* "postgresql://user:pass@host:port/db" */
     int64_t pool_size;
     int64_t connect_timeout_ms;
     int64_t statement_timeout_ms;
@@ -58,8 +58,8 @@ int cb_pg_new(const cb_pg_config_t *cfg, const char *schema, const cb_pg_migrati
  * database), -ETIMEDOUT (no free connection in time, or statement timeout),
  * -EIO (the server said no; err has its message and SQLSTATE).
  */
-int cb_pg_exec(cb_pg_t *pg, const char *sql, int nparams, const char *const *params,
-               PGresult **res, char *err, size_t errlen);
+int cb_pg_exec(cb_pg_t *pg, const char *sql, int nparams, const char *const *params, PGresult **res,
+               char *err, size_t errlen);
 
 /* Connect if needed and apply pending migrations now. */
 int cb_pg_migrate(cb_pg_t *pg, char *err, size_t errlen);

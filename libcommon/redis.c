@@ -15,10 +15,17 @@
 #include "route.h"
 
 const cb_config_key_t cb_redis_config_keys[] = {
-    { .name = "redis_url", .type = CB_CONFIG_STRING, .def = "redis://127.0.0.1:6379/0",
-      .flags = CB_CONFIG_REQUIRED | CB_CONFIG_SECRET, .offset = offsetof(cb_redis_config_t, url),
+    { .name = "redis_url",
+      .type = CB_CONFIG_STRING,
+      .def = "redis://127.0.0.1:6379/0",
+      .flags = CB_CONFIG_REQUIRED | CB_CONFIG_SECRET,
+      .offset = offsetof(cb_redis_config_t, url),
       .help = "Redis server as redis://[:password@]host[:port][/db]." },
-    { .name = "redis_timeout", .type = CB_CONFIG_DURATION, .def = "1s", .min = 10, .max = 60000,
+    { .name = "redis_timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "1s",
+      .min = 10,
+      .max = 60000,
       .offset = offsetof(cb_redis_config_t, timeout_ms),
       .help = "Connect and command timeout for Redis." },
     { .name = NULL },
@@ -97,9 +104,9 @@ int cb_redis_new(const cb_redis_config_t *cfg, cb_metrics_t *metrics, cb_redis_t
     r->timeout.tv_sec = cfg->timeout_ms / 1000;
     r->timeout.tv_usec = (cfg->timeout_ms % 1000) * 1000;
     pthread_mutex_init(&r->lock, NULL);
-    r->m_commands = cb_metrics_counter(metrics, "castbus_redis_commands_total",
-                                       "Redis commands run, by result.",
-                                       (const char *[]){ "result", NULL });
+    r->m_commands =
+        cb_metrics_counter(metrics, "castbus_redis_commands_total",
+                           "Redis commands run, by result.", (const char *[]){ "result", NULL });
     *out = r;
     return 0;
 }

@@ -12,8 +12,11 @@
 #include "log.h"
 
 const cb_config_key_t cb_storage_config_keys[] = {
-    { .name = "storage_url", .type = CB_CONFIG_STRING, .def = "file:///var/lib/castbus",
-      .flags = CB_CONFIG_REQUIRED, .offset = offsetof(cb_storage_config_t, url),
+    { .name = "storage_url",
+      .type = CB_CONFIG_STRING,
+      .def = "file:///var/lib/castbus",
+      .flags = CB_CONFIG_REQUIRED,
+      .offset = offsetof(cb_storage_config_t, url),
       .help = "Where media and manifests are stored: file:///path (shared by the daemons)." },
     { .name = NULL },
 };
@@ -120,7 +123,9 @@ void cb_storage_close(cb_storage_t *s)
 static int count(cb_storage_t *s, const char *op, int rc)
 {
     cb_metric_add(s->m_ops,
-                  (const char *[]){ op, rc == 0 ? "ok" : rc == -ENOENT ? "not_found" : "error" },
+                  (const char *[]){ op, rc == 0         ? "ok"
+                                        : rc == -ENOENT ? "not_found"
+                                                        : "error" },
                   1);
     return rc;
 }

@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "analytics-sink",
-        .summary = "castbus analytics-sink: Player and server events from Kafka into Postgres, with QoE aggregates and queries.",
+        .summary = "castbus analytics-sink: Player and server events from Kafka into Postgres, "
+                   "with QoE aggregates and queries.",
         .http_port = 8087,
         .add_config = add_config,
         .setup = setup,

@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "drm-license",
-        .summary = "castbus drm-license: Content keys and key rotation for the packager, ClearKey and AES-128 licenses for players.",
+        .summary = "castbus drm-license: Content keys and key rotation for the packager, ClearKey "
+                   "and AES-128 licenses for players.",
         .http_port = 8085,
         .add_config = add_config,
         .setup = setup,

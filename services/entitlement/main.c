@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "entitlement",
-        .summary = "castbus entitlement: Who may watch what: tiers, pay-per-view, geo, device limits, playback tokens, over NATS.",
+        .summary = "castbus entitlement: Who may watch what: tiers, pay-per-view, geo, device "
+                   "limits, playback tokens, over NATS.",
         .http_port = 8086,
         .add_config = add_config,
         .setup = setup,

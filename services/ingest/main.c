@@ -45,7 +45,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "ingest",
-        .summary = "castbus ingest: RTMP/RTMPS/SRT publish and VOD upload in, GOP-aligned source segments to storage, transcode jobs to Kafka.",
+        .summary = "castbus ingest: RTMP/RTMPS/SRT publish and VOD upload in, GOP-aligned source "
+                   "segments to storage, transcode jobs to Kafka.",
         .http_port = 8081,
         .add_config = add_config,
         .setup = setup,

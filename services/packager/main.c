@@ -40,7 +40,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "packager",
-        .summary = "castbus packager: HLS and DASH (live, DVR, VOD) from CMAF renditions, and the HTTP origin players fetch from.",
+        .summary = "castbus packager: HLS and DASH (live, DVR, VOD) from CMAF renditions, and the "
+                   "HTTP origin players fetch from.",
         .http_port = 8080,
         .add_config = add_config,
         .setup = setup,

@@ -41,7 +41,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "purge-fanout",
-        .summary = "castbus purge-fanout: Purge API on cdn.purges, fanned out to every CDN edge with per-edge status.",
+        .summary = "castbus purge-fanout: Purge API on cdn.purges, fanned out to every CDN edge "
+                   "with per-edge status.",
         .http_port = 8084,
         .add_config = add_config,
         .setup = setup,

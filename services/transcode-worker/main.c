@@ -41,7 +41,8 @@ int main(int argc, char **argv)
 {
     static const cb_daemon_spec_t spec = {
         .name = "transcode-worker",
-        .summary = "castbus transcode-worker: Transcode jobs from Kafka, decoded once and encoded into an ABR ladder of CMAF renditions.",
+        .summary = "castbus transcode-worker: Transcode jobs from Kafka, decoded once and encoded "
+                   "into an ABR ladder of CMAF renditions.",
         .http_port = 8082,
         .add_config = add_config,
         .setup = setup,

@@ -16,9 +16,8 @@ static void test_parse_and_lookup(void **state)
     char err[256];
 
     (void) state;
-    assert_int_equal(cb_apikeys_parse("admin:s3cret, viewer:guest ,editor:ed1", &k, err,
-                                      sizeof(err)),
-                     0);
+    assert_int_equal(
+        cb_apikeys_parse("admin:s3cret, viewer:guest ,editor:ed1", &k, err, sizeof(err)), 0);
     assert_int_equal(cb_apikeys_count(k), 3);
     assert_int_equal(cb_apikeys_lookup(k, "s3cret", 6), CB_ROLE_ADMIN);
     assert_int_equal(cb_apikeys_lookup(k, "guest", 5), CB_ROLE_VIEWER);

@@ -26,22 +26,53 @@ typedef struct test_cfg {
 } test_cfg_t;
 
 static const cb_config_key_t keys[] = {
-    { .name = "name", .type = CB_CONFIG_STRING, .def = "castbus",
-      .offset = offsetof(test_cfg_t, name), .help = "A name." },
-    { .name = "http_port", .type = CB_CONFIG_INT, .def = "8080", .min = 1, .max = 65535,
-      .offset = offsetof(test_cfg_t, port), .help = "A port." },
-    { .name = "verbose", .type = CB_CONFIG_BOOL, .def = "false",
-      .offset = offsetof(test_cfg_t, verbose), .help = "Talk more." },
-    { .name = "timeout", .type = CB_CONFIG_DURATION, .def = "2s", .min = 1, .max = 60000,
-      .offset = offsetof(test_cfg_t, timeout_ms), .help = "A timeout." },
-    { .name = "max_body", .type = CB_CONFIG_BYTES, .def = "1MiB",
-      .offset = offsetof(test_cfg_t, max_bytes), .help = "A size." },
-    { .name = "log_level", .type = CB_CONFIG_ENUM, .def = "info", .choices = "debug|info|warn",
-      .offset = offsetof(test_cfg_t, level), .help = "A level." },
-    { .name = "api_keys", .type = CB_CONFIG_STRING, .def = "", .flags = CB_CONFIG_SECRET,
-      .offset = offsetof(test_cfg_t, secret), .help = "Secret keys." },
-    { .name = "input", .type = CB_CONFIG_STRING, .def = "", .flags = CB_CONFIG_CLI,
-      .offset = offsetof(test_cfg_t, input), .help = "A file." },
+    { .name = "name",
+      .type = CB_CONFIG_STRING,
+      .def = "castbus",
+      .offset = offsetof(test_cfg_t, name),
+      .help = "A name." },
+    { .name = "http_port",
+      .type = CB_CONFIG_INT,
+      .def = "8080",
+      .min = 1,
+      .max = 65535,
+      .offset = offsetof(test_cfg_t, port),
+      .help = "A port." },
+    { .name = "verbose",
+      .type = CB_CONFIG_BOOL,
+      .def = "false",
+      .offset = offsetof(test_cfg_t, verbose),
+      .help = "Talk more." },
+    { .name = "timeout",
+      .type = CB_CONFIG_DURATION,
+      .def = "2s",
+      .min = 1,
+      .max = 60000,
+      .offset = offsetof(test_cfg_t, timeout_ms),
+      .help = "A timeout." },
+    { .name = "max_body",
+      .type = CB_CONFIG_BYTES,
+      .def = "1MiB",
+      .offset = offsetof(test_cfg_t, max_bytes),
+      .help = "A size." },
+    { .name = "log_level",
+      .type = CB_CONFIG_ENUM,
+      .def = "info",
+      .choices = "debug|info|warn",
+      .offset = offsetof(test_cfg_t, level),
+      .help = "A level." },
+    { .name = "api_keys",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_SECRET,
+      .offset = offsetof(test_cfg_t, secret),
+      .help = "Secret keys." },
+    { .name = "input",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .flags = CB_CONFIG_CLI,
+      .offset = offsetof(test_cfg_t, input),
+      .help = "A file." },
     { .name = NULL },
 };
 
@@ -111,8 +142,9 @@ static void test_env_and_daemon_env(void **state)
 
 static void test_flags_win(void **state)
 {
-    char *argv[] = { "x", "--http-port=9100", "--verbose", "--timeout", "500ms", "--input",
-                     "a.ts" };
+    char *argv[] = {
+        "x", "--http-port=9100", "--verbose", "--timeout", "500ms", "--input", "a.ts"
+    };
 
     (void) state;
     setenv("CASTBUS_HTTP_PORT", "9000", 1);
@@ -178,8 +210,7 @@ static void test_file(void **state)
     assert_string_equal(cfg.name, " spaced ");
     assert_int_equal(cfg.port, 7000);
     assert_int_equal(cfg.level, 2);
-    assert_int_equal(cb_config_load_text(c, bad, strlen(bad), "t.conf", err, sizeof(err)),
-                     -EINVAL);
+    assert_int_equal(cb_config_load_text(c, bad, strlen(bad), "t.conf", err, sizeof(err)), -EINVAL);
     assert_string_equal(err, "t.conf:2: unknown key 'bogus'");
     assert_int_equal(cb_config_load_text(c, nokv, strlen(nokv), "t.conf", err, sizeof(err)),
                      -EINVAL);
@@ -226,7 +257,8 @@ static void test_actions_and_help(void **state)
     f = open_memstream(&text, &len);
     cb_config_print_markdown(c, f);
     fclose(f);
-    assert_non_null(strstr(text, "| `--log-level` | `CASTBUS_LOG_LEVEL` | ENUM | `info` | debug\\|info\\|warn |"));
+    assert_non_null(strstr(
+        text, "| `--log-level` | `CASTBUS_LOG_LEVEL` | ENUM | `info` | debug\\|info\\|warn |"));
     free(text);
 }
 

@@ -61,19 +61,17 @@ static void test_states(void **state)
     cb_health_run_once(h);
     assert_true(cb_health_ready(h, &r));
     assert_string_equal(json_string_value(json_object_get(r, "status")), "ready");
-    assert_true(json_is_true(json_object_get(json_object_get(json_object_get(r, "checks"),
-                                                             "kafka"),
-                                             "ok")));
+    assert_true(json_is_true(
+        json_object_get(json_object_get(json_object_get(r, "checks"), "kafka"), "ok")));
     json_decref(r);
 
     up = 0;
     cb_health_run_once(h);
     assert_false(cb_health_ready(h, &r));
     assert_string_equal(json_string_value(json_object_get(r, "status")), "unready");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(json_object_get(r, "checks"), "kafka"),
-                                          "error")),
-        "broker unreachable");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(r, "checks"), "kafka"), "error")),
+                        "broker unreachable");
     json_decref(r);
 
     up = 1;

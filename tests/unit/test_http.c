@@ -33,9 +33,16 @@ typedef struct thing {
 } thing_t;
 
 static const cb_jsonv_field_t thing_fields[] = {
-    { .name = "name", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED,
-      .offset = offsetof(thing_t, name), .min = 1, .max = 8 },
-    { .name = "count", .type = CB_JSONV_INT, .offset = offsetof(thing_t, count), .min = 0,
+    { .name = "name",
+      .type = CB_JSONV_STRING,
+      .flags = CB_JSONV_REQUIRED,
+      .offset = offsetof(thing_t, name),
+      .min = 1,
+      .max = 8 },
+    { .name = "count",
+      .type = CB_JSONV_INT,
+      .offset = offsetof(thing_t, count),
+      .min = 0,
       .max = 100 },
     { .name = NULL },
 };
@@ -53,9 +60,9 @@ static int h_get_thing(cb_http_req_t *req, void *arg)
     (void) arg;
     if (cb_http_req_query(req, "q", q, sizeof(q)) == -ENOENT)
         snprintf(q, sizeof(q), "(none)");
-    return cb_http_reply_json(req, 200, json_pack("{s:s, s:s, s:s}", "id",
-                                                  cb_http_req_param(req, "id"), "q", q, "role",
-                                                  cb_role_name(cb_http_req_role(req))));
+    return cb_http_reply_json(req, 200,
+                              json_pack("{s:s, s:s, s:s}", "id", cb_http_req_param(req, "id"), "q",
+                                        q, "role", cb_role_name(cb_http_req_role(req))));
 }
 
 static int h_post_thing(cb_http_req_t *req, void *arg)
@@ -69,8 +76,8 @@ static int h_post_thing(cb_http_req_t *req, void *arg)
         return CB_HTTP_DONE;
     }
     cb_http_add_header(req, "Location", "/v1/things/new");
-    rc = cb_http_reply_json(req, 201, json_pack("{s:s, s:I}", "name", t.name, "count",
-                                                (json_int_t) t.count));
+    rc = cb_http_reply_json(req, 201,
+                            json_pack("{s:s, s:I}", "name", t.name, "count", (json_int_t) t.count));
     cb_jsonv_release(thing_fields, &t);
     return rc;
 }
@@ -145,8 +152,11 @@ static int setup(void **state)
         { "GET", "/v1/deferred", CB_ROLE_VIEWER, 0, h_deferred, NULL },
         { "GET", "/v1/big", CB_ROLE_VIEWER, 0, h_big, NULL },
     };
-    cb_http_config_t cfg = { .host = "127.0.0.1", .port = 0, .max_body_bytes = 2048,
-                             .workers = 2, .api_keys = "admin:adm1n,editor:ed1t,viewer:v1ew" };
+    cb_http_config_t cfg = { .host = "127.0.0.1",
+                             .port = 0,
+                             .max_body_bytes = 2048,
+                             .workers = 2,
+                             .api_keys = "admin:adm1n,editor:ed1t,viewer:v1ew" };
     char err[256];
 
     (void) state;
@@ -344,8 +354,8 @@ static void test_json_bodies(void **state)
             NULL, &r);
     assert_int_equal(r.status, 400);
     j = body_json(&r);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "error"), "field")), "count");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "field")),
+                        "count");
     json_decref(j);
     release(&r);
 
@@ -432,9 +442,9 @@ static void test_metrics_count_requests(void **state)
     cb_buf_init(&b, 1 << 20);
     assert_int_equal(cb_metrics_render(metrics, &b), 0);
     assert_non_null(strstr(b.data, "castbus_http_requests_total{method=\"GET\",route=\"/ping\","
-                                    "code=\"200\"}"));
+                                   "code=\"200\"}"));
     assert_non_null(strstr(b.data, "castbus_http_request_duration_seconds_bucket{method=\"GET\","
-                                    "route=\"/ping\",le=\"0.001\"}"));
+                                   "route=\"/ping\",le=\"0.001\"}"));
     cb_buf_release(&b);
 }
 

@@ -38,10 +38,18 @@ typedef struct doc {
 static const char *const modes[] = { "live", "vod", NULL };
 
 static const cb_jsonv_field_t seg_fields[] = {
-    { .name = "path", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED,
-      .offset = offsetof(seg_t, path), .min = 1, .max = 64 },
-    { .name = "dur", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED,
-      .offset = offsetof(seg_t, dur), .min = 1, .max = 1000 },
+    { .name = "path",
+      .type = CB_JSONV_STRING,
+      .flags = CB_JSONV_REQUIRED,
+      .offset = offsetof(seg_t, path),
+      .min = 1,
+      .max = 64 },
+    { .name = "dur",
+      .type = CB_JSONV_INT,
+      .flags = CB_JSONV_REQUIRED,
+      .offset = offsetof(seg_t, dur),
+      .min = 1,
+      .max = 1000 },
     { .name = NULL },
 };
 
@@ -52,19 +60,35 @@ static const cb_jsonv_field_t inner_fields[] = {
 };
 
 static const cb_jsonv_field_t doc_fields[] = {
-    { .name = "id", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED | CB_JSONV_IDENT,
-      .offset = offsetof(doc_t, id), .max = 16 },
+    { .name = "id",
+      .type = CB_JSONV_STRING,
+      .flags = CB_JSONV_REQUIRED | CB_JSONV_IDENT,
+      .offset = offsetof(doc_t, id),
+      .max = 16 },
     { .name = "n", .type = CB_JSONV_INT, .offset = offsetof(doc_t, n), .min = 0, .max = 10 },
     { .name = "ratio", .type = CB_JSONV_DOUBLE, .offset = offsetof(doc_t, ratio) },
-    { .name = "mode", .type = CB_JSONV_ENUM, .offset = offsetof(doc_t, mode),
+    { .name = "mode",
+      .type = CB_JSONV_ENUM,
+      .offset = offsetof(doc_t, mode),
       .enum_values = modes },
-    { .name = "inner", .type = CB_JSONV_OBJECT, .offset = offsetof(doc_t, inner),
+    { .name = "inner",
+      .type = CB_JSONV_OBJECT,
+      .offset = offsetof(doc_t, inner),
       .fields = inner_fields },
-    { .name = "segs", .type = CB_JSONV_ARRAY, .offset = offsetof(doc_t, segs), .max = 4,
-      .elem_type = CB_JSONV_OBJECT, .elem_size = sizeof(seg_t),
-      .count_offset = offsetof(doc_t, segs_count), .fields = seg_fields },
-    { .name = "tags", .type = CB_JSONV_ARRAY, .offset = offsetof(doc_t, tags), .max = 4,
-      .elem_type = CB_JSONV_STRING, .elem_size = sizeof(char *),
+    { .name = "segs",
+      .type = CB_JSONV_ARRAY,
+      .offset = offsetof(doc_t, segs),
+      .max = 4,
+      .elem_type = CB_JSONV_OBJECT,
+      .elem_size = sizeof(seg_t),
+      .count_offset = offsetof(doc_t, segs_count),
+      .fields = seg_fields },
+    { .name = "tags",
+      .type = CB_JSONV_ARRAY,
+      .offset = offsetof(doc_t, tags),
+      .max = 4,
+      .elem_type = CB_JSONV_STRING,
+      .elem_size = sizeof(char *),
       .count_offset = offsetof(doc_t, tags_count) },
     { .name = "extra", .type = CB_JSONV_JSON, .offset = offsetof(doc_t, extra) },
     { .name = NULL },
@@ -129,8 +153,8 @@ static void test_errors_name_the_field(void **state)
     expect_error("{\"id\":\"a\",\"mode\":\"live2\"}", "mode", "'live2' is not one of live|vod");
     expect_error("{\"id\":\"a\",\"inner\":[]}", "inner", "expected an object, got an array");
     expect_error("{\"id\":\"a\",\"inner\":{\"w\":\"x\"}}", "inner.w", "expected an integer");
-    expect_error("{\"id\":\"a\",\"segs\":[{\"path\":\"a\",\"dur\":1},{\"dur\":1}]}",
-                 "segs[1].path", "field 'segs[1].path': required");
+    expect_error("{\"id\":\"a\",\"segs\":[{\"path\":\"a\",\"dur\":1},{\"dur\":1}]}", "segs[1].path",
+                 "field 'segs[1].path': required");
     expect_error("{\"id\":\"a\",\"segs\":[{\"path\":\"\",\"dur\":1}]}", "segs[0].path",
                  "must not be empty");
     expect_error("{\"id\":\"a\",\"tags\":[\"1\",\"2\",\"3\",\"4\",\"5\"]}", "tags",

@@ -69,8 +69,8 @@ static void test_histogram(void **state)
 
     (void) state;
     assert_int_equal(cb_metrics_new(&m), 0);
-    h = cb_metrics_histogram(m, "t_latency_seconds", "Latency.",
-                             (const char *[]){ "route", NULL }, bounds, 3);
+    h = cb_metrics_histogram(m, "t_latency_seconds", "Latency.", (const char *[]){ "route", NULL },
+                             bounds, 3);
     cb_metric_observe(h, (const char *[]){ "/a" }, 0.05);
     cb_metric_observe(h, (const char *[]){ "/a" }, 0.5);
     cb_metric_observe(h, (const char *[]){ "/a" }, 0.5);

@@ -39,7 +39,7 @@ static char *read_sample(const char *name, size_t *len)
 
 /* decode -> encode gives back the sample byte for byte (it is written in table order) */
 #define ROUND_TRIP(Name, snake)                                                                    \
-    static void test_round_trip_##snake(void **state)                                             \
+    static void test_round_trip_##snake(void **state)                                              \
     {                                                                                              \
         cb_proto_##snake##_t m;                                                                    \
         cb_jsonv_error_t e;                                                                        \

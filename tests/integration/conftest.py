@@ -1,0 +1,318 @@
+"""Shared fixtures for the integration tests.
+
+The tests start the real servers (Kafka, NATS, PostgreSQL, Redis) with
+tools/devstack, in a temporary directory and on free ports, so they never
+touch a developer's `make run` stack; and they start the real daemons and
+tools built by `make` (CASTBUS_BUILD points at the build directory).
+
+Waiting is always bounded polling for a state (wait_until); no test asserts
+how long something took.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("CASTBUS_BUILD", ROOT / "build"))
+if not BUILD.is_absolute():
+    BUILD = ROOT / BUILD
+BIN = BUILD / "bin"
+HELPERS = BUILD / "tests" / "helpers"
+DEVSTACK = ROOT / "tools" / "devstack"
+
+ADMIN_KEY = "itest-admin-key"
+EDITOR_KEY = "itest-editor-key"
+VIEWER_KEY = "itest-viewer-key"
+API_KEYS = f"admin:{ADMIN_KEY},editor:{EDITOR_KEY},viewer:{VIEWER_KEY}"
+
+# daemon -> the dependencies its readiness checks report
+DAEMONS = {
+    "ingest": {"kafka", "postgres", "storage"},
+    "transcode-worker": {"kafka", "storage"},
+    "packager": {"kafka", "storage"},
+    "purge-fanout": {"kafka", "nats", "redis"},
+    "drm-license": {"nats", "postgres"},
+    "entitlement": {"nats", "postgres", "redis"},
+    "analytics-sink": {"kafka", "postgres"},
+    "sfu": {"nats", "redis"},
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=60.0, interval=0.2, what="condition"):
+    """Poll predicate() until it returns a truthy value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (requests.RequestException, OSError, ValueError) as e:
+            last = e
+        time.sleep(interval)
+    pytest.fail(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Stack:
+    """A devstack of our own: its directory, ports and CASTBUS_* settings."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.ports = {
+            "CASTBUS_DEVSTACK_KAFKA_PORT": free_port(),
+            "CASTBUS_DEVSTACK_KAFKA_CONTROLLER_PORT": free_port(),
+            "CASTBUS_DEVSTACK_NATS_PORT": free_port(),
+            "CASTBUS_DEVSTACK_NATS_MONITOR_PORT": free_port(),
+            "CASTBUS_DEVSTACK_PG_PORT": free_port(),
+            "CASTBUS_DEVSTACK_REDIS_PORT": free_port(),
+        }
+        self.env = {}
+
+    def devstack_env(self):
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in self.ports.items()})
+        env["CASTBUS_DEVSTACK_DIR"] = str(self.dir)
+        env["CASTBUS_BUSCTL"] = str(BIN / "castbus-busctl")
+        return env
+
+    def run(self, *args, timeout=240):
+        return subprocess.run([str(DEVSTACK), *args], env=self.devstack_env(), text=True,
+                              capture_output=True, timeout=timeout)
+
+    def up(self, *services):
+        r = self.run("up", *services)
+        if r.returncode != 0:
+            pytest.fail(f"devstack up {' '.join(services)} failed:\n{r.stdout}\n{r.stderr}")
+
+    def down(self, *services):
+        r = self.run("down", *services)
+        if r.returncode != 0:
+            pytest.fail(f"devstack down {' '.join(services)} failed:\n{r.stdout}\n{r.stderr}")
+
+    def load_env(self):
+        r = self.run("env")
+        assert r.returncode == 0, r.stderr
+        for line in r.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("export "):
+                k, _, v = line[len("export "):].partition("=")
+                self.env[k] = v.strip("'\"")
+        for k in ("CASTBUS_KAFKA_BROKERS", "CASTBUS_NATS_URL", "CASTBUS_PG_DSN",
+                  "CASTBUS_REDIS_URL"):
+            assert k in self.env, f"devstack env does not print {k}"
+
+    @property
+    def brokers(self):
+        return self.env["CASTBUS_KAFKA_BROKERS"]
+
+
+@pytest.fixture(scope="session")
+def stack():
+    for b in [BIN / "castbus-busctl", HELPERS / "bus_probe"] + [BIN / f"castbus-{d}" for d in DAEMONS]:
+        if not b.exists():
+            pytest.fail(f"{b} is missing: run `make all helpers` first")
+    directory = Path(tempfile.mkdtemp(prefix="castbus-itest-"))
+    os.chmod(directory, 0o755)  # the postgres user must reach its data dir
+    s = Stack(directory)
+    try:
+        s.up()
+        s.load_env()
+        yield s
+    finally:
+        s.run("down", timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Daemon:
+    """One running castbus daemon with its own port, storage and log file."""
+
+    def __init__(self, name, stack, tmpdir, extra_env=None):
+        self.name = name
+        self.port = free_port()
+        self.storage = tmpdir / f"{name}-storage"
+        self.log_path = tmpdir / f"{name}.log"
+        env = dict(os.environ)
+        env.update(stack.env)
+        env.update({
+            "CASTBUS_HTTP_HOST": "127.0.0.1",
+            "CASTBUS_HTTP_PORT": str(self.port),
+            "CASTBUS_API_KEYS": API_KEYS,
+            "CASTBUS_STORAGE_URL": f"file://{self.storage}",
+            "CASTBUS_HEALTH_INTERVAL": "250ms",
+            "CASTBUS_SHUTDOWN_GRACE": "10s",
+        })
+        env.update(extra_env or {})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(BIN / f"castbus-{name}")], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path, key=None, **kw):
+        return self.request("GET", path, key, **kw)
+
+    def request(self, method, path, key=None, headers=None, **kw):
+        headers = dict(headers or {})
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return requests.request(method, self.url(path), headers=headers, timeout=5, **kw)
+
+    def wait_healthy(self):
+        def healthy():
+            if self.proc.poll() is not None:
+                pytest.fail(f"castbus-{self.name} exited with {self.proc.returncode}:\n"
+                            f"{self.log_text()}")
+            return self.get("/healthz").status_code == 200
+        wait_until(healthy, 30, what=f"castbus-{self.name} /healthz")
+
+    def wait_ready(self, timeout=90):
+        wait_until(lambda: self.get("/readyz").status_code == 200, timeout,
+                   what=f"castbus-{self.name} /readyz")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"castbus-{self.name} did not stop within {timeout}s")
+        self.log.close()
+        return self.proc.returncode
+
+    def log_text(self):
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self):
+        out = []
+        for line in self.log_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"msg": line, "not_json": True})
+        return out
+
+
+@pytest.fixture
+def start_daemon(stack, tmp_path):
+    started = []
+
+    def start(name, extra_env=None):
+        d = Daemon(name, stack, tmp_path, extra_env)
+        started.append(d)
+        d.wait_healthy()
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+class Probe:
+    """bus_probe running in the background, its JSON events read line by line."""
+
+    def __init__(self, stack, *args, env=None):
+        e = dict(os.environ)
+        e.update(stack.env)
+        e.update(env or {})
+        self.proc = subprocess.Popen([str(HELPERS / "bus_probe"), *args], env=e,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.events = []
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._buf = ""
+
+    def poll_events(self):
+        try:
+            chunk = self.proc.stdout.read()
+        except (BlockingIOError, TypeError):
+            chunk = None
+        if chunk:
+            self._buf += chunk
+            *lines, self._buf = self._buf.split("\n")
+            for line in lines:
+                if line.strip():
+                    self.events.append(json.loads(line))
+        return self.events
+
+    def wait_event(self, predicate, timeout=60, what="probe event"):
+        def found():
+            for ev in self.poll_events():
+                if predicate(ev):
+                    return ev
+            if self.proc.poll() is not None:
+                self.poll_events()
+                for ev in self.events:
+                    if predicate(ev):
+                        return ev
+                pytest.fail(f"bus_probe exited ({self.proc.returncode}) before {what}:\n"
+                            f"{self.proc.stderr.read()}")
+            return None
+        return wait_until(found, timeout, 0.05, what)
+
+    def wait_exit(self, timeout=60):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail("bus_probe did not exit")
+        self.poll_events()
+        return rc
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit()
+
+    def stderr_text(self):
+        return self.proc.stderr.read() if self.proc.poll() is not None else ""
+
+
+@pytest.fixture
+def probes(stack):
+    running = []
+
+    def start(*args, env=None):
+        p = Probe(stack, *args, env=env)
+        running.append(p)
+        return p
+
+    yield start
+    for p in running:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def busctl(stack, *args, stdin=None, env=None):
+    e = dict(os.environ)
+    e.update(stack.env)
+    e.update(env or {})
+    return subprocess.run([str(BIN / "castbus-busctl"), *args], input=stdin, env=e, text=True,
+                          capture_output=True, timeout=60)
