@@ -25,7 +25,8 @@ endif
 .SECONDARY:
 
 VERSION := $(shell cat VERSION)
-GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell \
+	git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 
 ifneq ($(SANITIZE),)
 BUILD ?= build/sanitize
@@ -52,7 +53,6 @@ endif
 
 OPT ?= -O2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-omit-frame-pointer -pthread $(WARN) \
-               -DCASTBUS_VERSION='"$(VERSION)"' -DCASTBUS_GIT_REV='"$(GIT_REV)"' \
                -Ilibcommon -Iproto/gen $(PKG_CFLAGS)
 LDLIBS_BASE := $(PKG_LIBS) -lm -pthread
 LDFLAGS_BASE :=
@@ -72,7 +72,17 @@ DAEMONS := ingest transcode-worker packager purge-fanout drm-license entitlement
 # ---- libraries ----
 
 LIBCOMMON_SRC := $(sort $(wildcard libcommon/*.c))
-LIBCOMMON_OBJ := $(LIBCOMMON_SRC:%.c=$(BUILD)/obj/%.o)
+LIBCOMMON_OBJ := $(LIBCOMMON_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
+
+# version.c changes only when the version or the revision does (see version.h)
+VERSION_C := $(BUILD)/gen/version.c
+VERSION_TEXT := const char cb_version[] = "$(VERSION)";\nconst char cb_revision[] = "$(GIT_REV)";
+$(shell mkdir -p $(BUILD)/gen && { printf '$(VERSION_TEXT)\n' | cmp -s - $(VERSION_C) || \
+	printf '$(VERSION_TEXT)\n' > $(VERSION_C); })
+
+$(BUILD)/obj/gen/version.o: $(VERSION_C) $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(QUIET_CC)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 LIBCOMMON := $(BUILD)/lib/libcastbus.a
 
 PROTO_SRC := proto/gen/cb_proto.c
@@ -257,10 +267,15 @@ test: bootstrap
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-sanitize
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration-sanitize
 
-.PHONY: integration
+.PHONY: integration integration-sanitize
 integration: all helpers
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+# The integration suite again with every daemon and tool built with ASan + UBSan.
+integration-sanitize:
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined integration
 
 .PHONY: run
 run: bootstrap

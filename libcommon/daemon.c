@@ -20,13 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
-
-#ifndef CASTBUS_VERSION
-#define CASTBUS_VERSION "0.0.0"
-#endif
-#ifndef CASTBUS_GIT_REV
-#define CASTBUS_GIT_REV "unknown"
-#endif
+#include "version.h"
 
 #define MAX_COMPONENTS 16
 
@@ -109,6 +103,9 @@ static void block_signals(void)
 {
     sigset_t set;
 
+    /* a parent shell may have started us with SIGINT ignored (a background job) */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -224,8 +221,8 @@ static int handle_info(cb_http_req_t *req, void *arg)
     for (i = 0; i < d->ncomponents; i++)
         json_array_append_new(comps, json_string(d->components[i].ops->name));
     o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:b, s:o}", "daemon", d->name, "version",
-                  CASTBUS_VERSION, "revision", CASTBUS_GIT_REV, "pid", (json_int_t) getpid(),
-                  "started_at", (json_int_t) d->started_at, "hostname", host, "uptime_s",
+                  cb_version, "revision", cb_revision, "pid", (json_int_t) getpid(), "started_at",
+                  (json_int_t) d->started_at, "hostname", host, "uptime_s",
                   (json_int_t) (time(NULL) - d->started_at), "ready",
                   cb_health_ready(d->health, NULL), "components", comps);
     if (o)
@@ -295,7 +292,7 @@ int cb_daemon_configure(cb_daemon_t *d, int argc, char **argv)
         cb_config_print_help(d->config, stdout);
         return CB_DAEMON_EXIT;
     case CB_CONFIG_ACTION_VERSION:
-        printf("castbus-%s %s (revision %s)\n", d->name, CASTBUS_VERSION, CASTBUS_GIT_REV);
+        printf("castbus-%s %s (revision %s)\n", d->name, cb_version, cb_revision);
         return CB_DAEMON_EXIT;
     case CB_CONFIG_ACTION_PRINT:
         cb_config_print_values(d->config, stdout);
@@ -323,7 +320,7 @@ int cb_daemon_configure(cb_daemon_t *d, int argc, char **argv)
     cb_metric_set(cb_metrics_gauge(d->metrics, "castbus_build_info",
                                    "Always 1; the labels say which build is running.",
                                    (const char *[]){ "daemon", "version", "revision", NULL }),
-                  (const char *[]){ d->name, CASTBUS_VERSION, CASTBUS_GIT_REV }, 1);
+                  (const char *[]){ d->name, cb_version, cb_revision }, 1);
     {
         const cb_http_route_t routes[] = {
             { "GET", "/healthz", CB_ROLE_NONE, CB_HTTP_QUIET, handle_healthz, d },
@@ -465,7 +462,7 @@ int cb_daemon_run(cb_daemon_t *d)
         return 1;
     }
     d->signal_thread_started = true;
-    cb_log_info("castbus-%s %s started: http on %s:%d, %zu components", d->name, CASTBUS_VERSION,
+    cb_log_info("castbus-%s %s started: http on %s:%d, %zu components", d->name, cb_version,
                 d->http_cfg.host, cb_http_port(d->http), d->ncomponents);
 
     cb_http_run(d->http);

@@ -1326,7 +1326,7 @@ const cb_component_ops_t cb_kafka_consumer_component = {
 /* ================= administration ================= */
 
 int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_spec_t *specs,
-                           size_t n, int64_t timeout_ms, char *err, size_t errlen)
+                           size_t n, int64_t timeout_ms, size_t *created, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = make_conf(cfg, "castbus-admin", err, errlen);
     const struct rd_kafka_metadata *md = NULL;
@@ -1338,6 +1338,8 @@ int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_sp
     size_t i, ncreate = 0;
     int t, rc = 0;
 
+    if (created)
+        *created = 0;
     if (!conf)
         return -EINVAL;
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
@@ -1394,6 +1396,8 @@ int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_sp
                 rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
                 if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
                     cb_log_info("kafka: created topic '%s'", rd_kafka_topic_result_name(tr[i]));
+                    if (created)
+                        (*created)++;
                 } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                     snprintf(err, errlen, "kafka: creating topic '%s' failed: %s",
                              rd_kafka_topic_result_name(tr[i]),

@@ -170,10 +170,11 @@ typedef struct cb_kafka_topic_spec {
 
 /*
  * Create the topics that do not exist yet. Existing topics are left alone
- * (partition counts are reported if they differ). Returns 0 when all exist.
+ * (partition counts are reported if they differ). Returns 0 when all exist;
+ * *created (may be NULL) says how many this call created.
  */
 int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_spec_t *specs,
-                           size_t n, int64_t timeout_ms, char *err, size_t errlen);
+                           size_t n, int64_t timeout_ms, size_t *created, char *err, size_t errlen);
 
 /* Map a librdkafka error code to a negative errno (exposed for tests). */
 int cb_kafka_errno(int rd_kafka_resp_err);

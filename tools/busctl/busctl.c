@@ -141,8 +141,8 @@ static int topics_list(void)
 static int topics_ensure(void)
 {
     cb_kafka_topic_spec_t specs[64];
+    size_t i, created = 0;
     char err[512];
-    size_t i;
     int rc;
 
     CB_ASSERT(cb_proto_ntopics <= CB_ARRAY_LEN(specs));
@@ -151,13 +151,14 @@ static int topics_ensure(void)
         specs[i].partitions = cb_proto_topics[i].partitions;
         specs[i].replication = (int) opts.replication;
     }
-    rc = cb_kafka_ensure_topics(&kafka_cfg, specs, cb_proto_ntopics, opts.timeout_ms, err,
+    rc = cb_kafka_ensure_topics(&kafka_cfg, specs, cb_proto_ntopics, opts.timeout_ms, &created, err,
                                 sizeof(err));
     if (rc) {
         fprintf(stderr, "busctl: %s\n", err);
         return rc == -ETIMEDOUT ? 3 : 1;
     }
-    printf("busctl: all %zu topics exist on %s\n", cb_proto_ntopics, kafka_cfg.brokers);
+    printf("busctl: all %zu topics exist on %s (%zu created now)\n", cb_proto_ntopics,
+           kafka_cfg.brokers, created);
     return 0;
 }
 

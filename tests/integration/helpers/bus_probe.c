@@ -300,11 +300,14 @@ int main(int argc, char **argv)
 
     cb_log_init("bus-probe", CB_LOG_INFO);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
     if (cb_daemon_new("bus-probe", "integration test driver", 1, &d))
         return 1;
-    /* the daemon blocks the signals for its signal thread; this tool takes them itself */
+    /*
+     * cb_daemon_new() resets and blocks the signals for a daemon's signal
+     * thread; this tool is not run as a daemon and takes them itself.
+     */
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
     {
         sigset_t set;
         sigemptyset(&set);

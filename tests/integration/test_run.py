@@ -1,0 +1,66 @@
+"""`make run`'s script, tools/run, as a user at a terminal meets it: it brings
+the suite up, prints where everything is, and Ctrl-C stops it cleanly."""
+
+import os
+import re
+import signal
+import subprocess
+
+import requests
+
+from conftest import DAEMONS, ROOT, free_port, wait_until
+
+
+def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
+    env = stack.devstack_env()
+    env.update(stack.env)
+    env.pop("CASTBUS_API_KEYS", None)  # let tools/run generate the admin key
+    env["CASTBUS_BUILD"] = str(os.environ.get("CASTBUS_BUILD", "build"))
+    ports = {}
+    for name in DAEMONS:
+        ports[name] = free_port()
+        env[f"CASTBUS_{name.upper().replace('-', '_')}_HTTP_PORT"] = str(ports[name])
+    out_path = tmp_path / "run.out"
+    out = open(out_path, "w")
+    # a terminal puts the job in its own process group and Ctrl-C signals that group
+    proc = subprocess.Popen([str(ROOT / "tools" / "run")], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def text():
+        return out_path.read_text()
+
+    try:
+        wait_until(lambda: "Press Ctrl-C" in text() or proc.poll() is not None, 180,
+                   what="tools/run to report the suite up")
+        assert proc.poll() is None, text()
+        banner = text()
+        assert "dev stack already running" in banner
+        key = re.search(r"Admin key:\s+(\S+)", banner).group(1)
+        for name, port in ports.items():
+            assert f"http://127.0.0.1:{port}/readyz" in banner
+            assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+            info = requests.get(f"http://127.0.0.1:{port}/v1/info", timeout=5,
+                                headers={"Authorization": f"Bearer {key}"})
+            assert info.json()["daemon"] == name
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0, text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.close()
+    final = text()
+    assert "run: stopped" in final
+    assert "left up" in final  # it did not start the stack, so it does not stop it
+    for port in ports.values():
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            assert False, f"a daemon still answers on port {port}"
+        except requests.ConnectionError:
+            pass
+    logs = {p.stem: p.read_text() for p in (stack.dir / "run" / "logs").glob("*.log")}
+    assert set(logs) == set(DAEMONS)
+    for name, log in logs.items():
+        assert "drained in" in log, f"{name} did not drain:\n{log[-2000:]}"
+        assert "second signal" not in log
+    assert stack.run("status").returncode == 0
