@@ -24,7 +24,8 @@ endif
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-VERSION := $(shell cat VERSION)
+# the release version; the git revision is added at build time (see version.h)
+VERSION := 0.1.0
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell \
 	git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
 

@@ -125,25 +125,30 @@ def test_logs_are_json_lines(all_daemons):
 
 
 def test_readiness_follows_kafka(stack, start_daemon):
-    worker = start_daemon("transcode-worker")
-    sfu = start_daemon("sfu")  # no Kafka dependency: must stay ready throughout
-    worker.wait_ready()
-    sfu.wait_ready()
+    """Every daemon that uses Kafka turns unready when it goes away and ready when it is
+    back; the daemons that do not use it stay ready throughout."""
+    with_kafka = [start_daemon(n) for n in sorted(DAEMONS) if "kafka" in DAEMONS[n]]
+    without = [start_daemon(n) for n in sorted(DAEMONS) if "kafka" not in DAEMONS[n]]
+    for d in with_kafka + without:
+        d.wait_ready()
     stack.down("kafka")
     try:
-        def kafka_down():
-            r = worker.get("/readyz")
-            return r.status_code == 503 and not r.json()["checks"]["kafka"]["ok"]
-        wait_until(kafka_down, 60, what="transcode-worker unready without Kafka")
-        body = worker.get("/readyz").json()
-        assert body["status"] == "unready"
-        assert body["checks"]["storage"]["ok"]
-        assert worker.get("/healthz").status_code == 200  # alive, just not ready
-        assert sfu.get("/readyz").status_code == 200
+        for d in with_kafka:
+            def kafka_down(d=d):
+                r = d.get("/readyz")
+                return r.status_code == 503 and not r.json()["checks"]["kafka"]["ok"]
+            wait_until(kafka_down, 60, what=f"{d.name} unready without Kafka")
+            body = d.get("/readyz").json()
+            assert body["status"] == "unready"
+            assert all(c["ok"] for n, c in body["checks"].items() if n != "kafka"), body
+            assert d.get("/healthz").status_code == 200  # alive, just not ready
+        for d in without:
+            assert d.get("/readyz").status_code == 200, d.name
     finally:
         stack.up("kafka")
-    worker.wait_ready(120)
-    assert worker.get("/readyz").json()["checks"]["kafka"]["ok"]
+    for d in with_kafka:
+        d.wait_ready(120)
+        assert d.get("/readyz").json()["checks"]["kafka"]["ok"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
