@@ -109,7 +109,6 @@ struct cb_http_req {
     bool head; /* HEAD: headers only */
 
     cb_buf_t body;
-    bool body_too_big;
     bool waiting_body;
 
     /* response, written once by the reply, then read by the loop thread */
@@ -885,23 +884,22 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         }
         return on_request(h, wsi, pss);
     case LWS_CALLBACK_HTTP_BODY:
-        if (pss->req && pss->req->waiting_body && !pss->req->body_too_big &&
-            cb_buf_append(&pss->req->body, in, len)) {
-            pss->req->body_too_big = true;
+        if (pss->req && pss->req->waiting_body && cb_buf_append(&pss->req->body, in, len)) {
+            /*
+             * Over the limit without a Content-Length (chunked): answer now
+             * and close, instead of reading an endless body to its end.
+             */
+            pss->req->waiting_body = false;
+            pss->req->close_after = true;
+            cb_http_reply_error(pss->req, 413, NULL, NULL,
+                                "request body over the limit of %lld bytes",
+                                (long long) h->max_body);
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!pss->req || !pss->req->waiting_body)
             return 0;
         pss->req->waiting_body = false;
-        if (pss->req->body_too_big) {
-            pss->req->close_after = true;
-            cb_http_reply_error(pss->req, 413, NULL, NULL,
-                                "request body over the limit of %lld "
-                                "bytes",
-                                (long long) h->max_body);
-            return 0;
-        }
         dispatch(pss->req);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:

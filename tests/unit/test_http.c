@@ -384,6 +384,11 @@ static void test_body_limit(void **state)
     request("POST", "/v1/things", "ed1t", "application/json", big, NULL, &r);
     assert_int_equal(r.status, 413);
     release(&r);
+    /* no Content-Length to refuse up front: the limit is found while reading */
+    request("POST", "/v1/things", "ed1t", "application/json", big, "Transfer-Encoding: chunked",
+            &r);
+    assert_int_equal(r.status, 413);
+    release(&r);
     free(big);
     /* the server is still fine afterwards */
     request("GET", "/ping", NULL, NULL, NULL, NULL, &r);
