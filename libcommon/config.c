@@ -559,6 +559,29 @@ static config_entry_t *find_flag(cb_config_t *c, const char *flag, size_t len)
     return find_entry(c, name, len);
 }
 
+/* --help, --version and friends: sets *action (the first one wins). */
+static bool action_flag(const char *flag, cb_config_action_t *action)
+{
+    static const struct {
+        const char *flag;
+        cb_config_action_t action;
+    } actions[] = {
+        { "help", CB_CONFIG_ACTION_HELP },          { "version", CB_CONFIG_ACTION_VERSION },
+        { "print-config", CB_CONFIG_ACTION_PRINT }, { "help-markdown", CB_CONFIG_ACTION_MARKDOWN },
+        { "help-json", CB_CONFIG_ACTION_JSON },
+    };
+    size_t k;
+
+    for (k = 0; k < CB_ARRAY_LEN(actions); k++) {
+        if (strcmp(flag, actions[k].flag) == 0) {
+            if (*action == CB_CONFIG_ACTION_RUN)
+                *action = actions[k].action;
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * Scan argv: returns the action and applies flags when `apply` is set (the
  * first pass only looks for --config, --help and friends).
@@ -579,16 +602,8 @@ static int scan_args(cb_config_t *c, int argc, char **argv, bool apply, const ch
             return -EINVAL;
         }
         a += 2;
-        if (strcmp(a, "help") == 0 || strcmp(a, "version") == 0 || strcmp(a, "print-config") == 0 ||
-            strcmp(a, "help-markdown") == 0) {
-            if (*action == CB_CONFIG_ACTION_RUN) {
-                *action = a[0] == 'v'   ? CB_CONFIG_ACTION_VERSION
-                          : a[0] == 'p' ? CB_CONFIG_ACTION_PRINT
-                          : a[4] == '-' ? CB_CONFIG_ACTION_MARKDOWN
-                                        : CB_CONFIG_ACTION_HELP;
-            }
+        if (action_flag(a, action))
             continue;
-        }
         eq = strchr(a, '=');
         flen = eq ? (size_t) (eq - a) : strlen(a);
         if (flen == 6 && strncmp(a, "config", 6) == 0) {
@@ -669,7 +684,7 @@ int cb_config_load(cb_config_t *c, int argc, char **argv, cb_config_action_t *ac
     if (rc)
         return rc;
     if (*action == CB_CONFIG_ACTION_HELP || *action == CB_CONFIG_ACTION_VERSION ||
-        *action == CB_CONFIG_ACTION_MARKDOWN)
+        *action == CB_CONFIG_ACTION_MARKDOWN || *action == CB_CONFIG_ACTION_JSON)
         return 0; /* describe the defaults, do not fail on the environment */
     if (!path)
         path = getenv("CASTBUS_CONFIG");
@@ -876,6 +891,46 @@ void cb_config_print_markdown(const cb_config_t *c, FILE *out)
         fputs(" |\n", out);
     }
     fputc('\n', out);
+}
+
+void cb_config_print_json(const cb_config_t *c, FILE *out)
+{
+    json_t *keys = json_array(), *root;
+    size_t i;
+
+    for (i = 0; keys && i < c->nentries; i++) {
+        const config_entry_t *e = &c->entries[i];
+        const cb_config_key_t *k = e->key;
+        const char *def = entry_default(e);
+        char flag[128], up[96], env[128];
+        json_t *o;
+
+        to_flag_case(flag, sizeof(flag), k->name);
+        to_env_case(up, sizeof(up), k->name);
+        snprintf(env, sizeof(env), "CASTBUS_%s", up);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:s, s:s}", "name", k->name, "flag",
+                      flag, "type", type_label(k), "default",
+                      (k->flags & CB_CONFIG_SECRET) ? "" : (def ? def : ""), "secret",
+                      (k->flags & CB_CONFIG_SECRET) != 0, "required",
+                      (k->flags & CB_CONFIG_REQUIRED) != 0, "cli", (k->flags & CB_CONFIG_CLI) != 0,
+                      "section", e->section, "help", k->help);
+        if (!o)
+            continue;
+        json_object_set_new(o, "env", (k->flags & CB_CONFIG_CLI) ? json_null() : json_string(env));
+        if (has_bounds(k)) {
+            json_object_set_new(o, "min", json_integer(k->min));
+            json_object_set_new(o, "max", json_integer(k->max));
+        }
+        if (k->type == CB_CONFIG_ENUM)
+            json_object_set_new(o, "choices", json_string(k->choices));
+        json_array_append_new(keys, o);
+    }
+    root = json_pack("{s:s, s:s, s:o}", "daemon", c->daemon, "env_prefix", c->env_daemon, "keys",
+                     keys);
+    if (root)
+        json_dumpf(root, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    fputc('\n', out);
+    json_decref(root);
 }
 
 void cb_config_print_values(const cb_config_t *c, FILE *out)

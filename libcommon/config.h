@@ -63,6 +63,7 @@ typedef enum cb_config_action {
     CB_CONFIG_ACTION_VERSION,  /* --version */
     CB_CONFIG_ACTION_PRINT,    /* --print-config: effective values, secrets masked */
     CB_CONFIG_ACTION_MARKDOWN, /* --help-markdown: the docs/config.md section */
+    CB_CONFIG_ACTION_JSON,     /* --help-json: the table as JSON, for tools */
 } cb_config_action_t;
 
 typedef struct cb_config cb_config_t;
@@ -110,6 +111,12 @@ int cb_config_set(cb_config_t *c, const char *name, const char *value, char *err
 json_t *cb_config_to_json(const cb_config_t *c);
 
 void cb_config_print_help(const cb_config_t *c, FILE *out);
+/*
+ * The key table as JSON, for deployment tooling that must pass only known
+ * settings: {"daemon":..,"keys":[{"name","env","flag","type","default",
+ * "min","max","choices","secret","required","cli","section","help"}]}.
+ */
+void cb_config_print_json(const cb_config_t *c, FILE *out);
 void cb_config_print_markdown(const cb_config_t *c, FILE *out);
 void cb_config_print_values(const cb_config_t *c, FILE *out);
 

@@ -300,6 +300,9 @@ int cb_daemon_configure(cb_daemon_t *d, int argc, char **argv)
     case CB_CONFIG_ACTION_MARKDOWN:
         cb_config_print_markdown(d->config, stdout);
         return CB_DAEMON_EXIT;
+    case CB_CONFIG_ACTION_JSON:
+        cb_config_print_json(d->config, stdout);
+        return CB_DAEMON_EXIT;
     case CB_CONFIG_ACTION_RUN:
         break;
     }
