@@ -7,10 +7,22 @@ tools built by `make` (CASTBUS_BUILD points at the build directory).
 
 Waiting is always bounded polling for a state (wait_until); no test asserts
 how long something took.
+
+External-stack mode (CASTBUS_ITEST_EXTERNAL_STACK=1; deploy/compose/run-integration
+uses it): the servers are someone else's, e.g. the compose file's containers.
+The suite does not run tools/devstack; it takes CASTBUS_KAFKA_BROKERS,
+CASTBUS_NATS_URL, CASTBUS_PG_DSN and CASTBUS_REDIS_URL from the environment, and
+stops/starts a server (stack.down("kafka"), stack.up("kafka")) by running the
+command in CASTBUS_ITEST_SERVICE_CTL with `stop <service>` / `start <service>`
+appended (for compose: `docker-compose -f deploy/compose/docker-compose.yml`),
+then waits until the server answers again. The daemons under test are still the
+binaries in CASTBUS_BUILD, started, signalled and killed by the tests. A test
+that drives tools/devstack itself (tools/run) is skipped in this mode.
 """
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -19,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
@@ -30,6 +43,7 @@ if not BUILD.is_absolute():
 BIN = BUILD / "bin"
 HELPERS = BUILD / "tests" / "helpers"
 DEVSTACK = ROOT / "tools" / "devstack"
+EXTERNAL_STACK = os.environ.get("CASTBUS_ITEST_EXTERNAL_STACK") == "1"
 
 ADMIN_KEY = "itest-admin-key"
 EDITOR_KEY = "itest-editor-key"
@@ -123,11 +137,131 @@ class Stack:
         return self.env["CASTBUS_KAFKA_BROKERS"]
 
 
+class ExternalStack:
+    """Servers run by someone else (CASTBUS_ITEST_EXTERNAL_STACK=1): their addresses
+    come from the environment and CASTBUS_ITEST_SERVICE_CTL stops and starts them."""
+
+    SERVICES = ("kafka", "nats", "postgres", "redis")
+    ENV_KEYS = ("CASTBUS_KAFKA_BROKERS", "CASTBUS_NATS_URL", "CASTBUS_PG_DSN", "CASTBUS_REDIS_URL")
+
+    def __init__(self):
+        missing = [k for k in self.ENV_KEYS if not os.environ.get(k)]
+        if missing:
+            pytest.fail("CASTBUS_ITEST_EXTERNAL_STACK=1 needs " + ", ".join(missing))
+        self.env = {k: os.environ[k] for k in self.ENV_KEYS}
+        self.ctl = shlex.split(os.environ.get("CASTBUS_ITEST_SERVICE_CTL", ""))
+        self.dir = None
+
+    @property
+    def brokers(self):
+        return self.env["CASTBUS_KAFKA_BROKERS"]
+
+    # tools/devstack is not ours to drive here: a test that needs it is skipped
+    def devstack_env(self):
+        pytest.skip("drives tools/devstack itself; not with CASTBUS_ITEST_EXTERNAL_STACK=1")
+
+    def run(self, *args, **kw):
+        self.devstack_env()
+
+    def _ctl(self, verb, services):
+        if not self.ctl:
+            pytest.fail(f"{verb} {' '.join(services)}: CASTBUS_ITEST_SERVICE_CTL is not set")
+        for svc in services:
+            r = subprocess.run([*self.ctl, verb, svc], text=True, capture_output=True, timeout=240)
+            if r.returncode != 0:
+                pytest.fail(f"{' '.join(self.ctl)} {verb} {svc} failed ({r.returncode}):\n"
+                            f"{r.stdout}\n{r.stderr}")
+
+    def up(self, *services):
+        services = services or self.SERVICES
+        self._ctl("start", services)
+        self.wait_answering(*services)
+
+    def down(self, *services):
+        services = services or self.SERVICES
+        self._ctl("stop", services)
+        for svc in services:
+            wait_until(lambda svc=svc: not self.reachable(svc), 60, 0.5, f"{svc} to stop answering")
+
+    def wait_answering(self, *services, timeout=180):
+        for svc in services or self.SERVICES:
+            wait_until(lambda svc=svc: self.answers(svc), timeout, 0.5, f"{svc} to answer")
+
+    def addresses(self, svc):
+        """(host, port) pairs the service is reached at, from its CASTBUS_* setting."""
+        if svc == "kafka":
+            out = []
+            for b in self.brokers.split(","):
+                host, _, port = b.strip().rpartition(":")
+                out.append((host.strip("[]") or "127.0.0.1", int(port)))
+            return out
+        if svc == "postgres":
+            dsn = self.env["CASTBUS_PG_DSN"]
+            if "://" in dsn:
+                u = urlsplit(dsn)
+                return [(u.hostname or "127.0.0.1", u.port or 5432)]
+            kv = dict(w.split("=", 1) for w in shlex.split(dsn) if "=" in w)
+            return [(kv.get("host", "127.0.0.1"), int(kv.get("port", 5432)))]
+        u = urlsplit(self.env["CASTBUS_NATS_URL"].split(",")[0] if svc == "nats"
+                     else self.env["CASTBUS_REDIS_URL"])
+        return [(u.hostname or "127.0.0.1", u.port or (4222 if svc == "nats" else 6379))]
+
+    def reachable(self, svc):
+        for host, port in self.addresses(svc):
+            try:
+                socket.create_connection((host, port), timeout=2).close()
+                return True
+            except OSError:
+                pass
+        return False
+
+    def answers(self, svc):
+        """The service does its job: the same bar as tools/devstack's readiness."""
+        try:
+            return self._answers(svc)
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _answers(self, svc):
+        if svc == "kafka":
+            r = busctl(self, "topics", "ensure", "--timeout", "10s")
+            return r.returncode == 0
+        if svc == "postgres":
+            r = subprocess.run(["psql", self.env["CASTBUS_PG_DSN"], "-Atc", "SELECT 1"],
+                               capture_output=True, text=True, timeout=30,
+                               env=dict(os.environ, PGCONNECT_TIMEOUT="3"))
+            return r.returncode == 0 and r.stdout.strip() == "1"
+        (host, port), = self.addresses(svc)
+        with socket.create_connection((host, port), timeout=3) as sock:
+            sock.settimeout(3)
+            if svc == "nats":
+                return sock.recv(4096).startswith(b"INFO ")
+            u = urlsplit(self.env["CASTBUS_REDIS_URL"])
+            if u.password:
+                sock.sendall(resp_command("AUTH", unquote(u.password)))
+                if not sock.recv(4096).startswith(b"+OK"):
+                    return False
+            sock.sendall(resp_command("PING"))
+            return sock.recv(4096).startswith(b"+PONG")
+
+
+def resp_command(*words):
+    out = f"*{len(words)}\r\n"
+    for w in words:
+        out += f"${len(w.encode())}\r\n{w}\r\n"
+    return out.encode()
+
+
 @pytest.fixture(scope="session")
 def stack():
     for b in [BIN / "castbus-busctl", HELPERS / "bus_probe"] + [BIN / f"castbus-{d}" for d in DAEMONS]:
         if not b.exists():
             pytest.fail(f"{b} is missing: run `make all helpers` first")
+    if EXTERNAL_STACK:
+        s = ExternalStack()
+        s.wait_answering()
+        yield s
+        return
     directory = Path(tempfile.mkdtemp(prefix="castbus-itest-"))
     os.chmod(directory, 0o755)  # the postgres user must reach its data dir
     s = Stack(directory)
