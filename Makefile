@@ -8,6 +8,8 @@
 #   make check-style          clang-format check and banned functions
 #   make proto                regenerate proto/gen and docs/bus.md from proto/*.toml
 #   make docs                 regenerate docs/config.md from the config tables
+#   make k8s                  regenerate the chart's schema and dashboards, deploy/k8s
+#   make deploy-check         Helm chart, deploy/k8s, compose, Dockerfile, config drift
 #   make fuzz                 build libFuzzer harnesses with clang (build/fuzz/)
 #   make help                 this text
 
@@ -244,6 +246,17 @@ docs-check: $(DAEMON_BINS)
 		{ echo "docs-check: docs/config.md is stale: run 'make docs' and commit" >&2; exit 1; }
 	@echo "docs-check: docs/config.md matches the config tables"
 
+# ---- deployment files (docs/deployment.md) ----
+
+.PHONY: k8s deploy-check
+k8s: $(DAEMON_BINS)
+	CASTBUS_BUILD=$(BUILD) tools/render-k8s
+
+deploy-check: $(DAEMON_BINS) $(BUSCTL)
+	@CASTBUS_BUILD=$(BUILD) tools/check-deploy
+	@tools/check-compose --bin $(BUILD)/bin
+	@.venv/bin/python tools/check-config-drift --bin $(BUILD)/bin
+
 # ---- style ----
 
 STYLE_FILES = $(shell git ls-files -co --exclude-standard '*.c' '*.h' | grep -v '^proto/gen/')
@@ -264,7 +277,7 @@ bootstrap:
 .PHONY: test
 test: bootstrap
 	@$(MAKE) --no-print-directory all helpers
-	@$(MAKE) --no-print-directory proto-check docs-check check-style
+	@$(MAKE) --no-print-directory proto-check docs-check check-style deploy-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory unit-sanitize
 	@$(MAKE) --no-print-directory integration
@@ -289,6 +302,6 @@ clean:
 
 .PHONY: help
 help:
-	@sed -n '2,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
