@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -462,6 +464,114 @@ void cb_pg_free(cb_pg_t *pg)
     pthread_mutex_destroy(&pg->migrate_lock);
     free(pg->dsn);
     free(pg);
+}
+
+int cb_pg_notify(cb_pg_t *pg, const char *channel, const char *payload, char *err, size_t errlen)
+{
+    return cb_pg_exec(pg, "SELECT pg_notify($1, $2)", 2, (const char *[]){ channel, payload }, NULL,
+                      err, errlen);
+}
+
+struct cb_pg_listener {
+    char *dsn;
+    char channel[64];
+    void (*fn)(void *arg, const char *payload);
+    void *arg;
+    pthread_t thread;
+    atomic_bool stop;
+};
+
+static void *listen_main(void *arg)
+{
+    cb_pg_listener_t *l = arg;
+    PGconn *conn = NULL;
+    int64_t backoff = 250;
+
+    pthread_setname_np(pthread_self(), "pg-listen");
+    while (!atomic_load(&l->stop)) {
+        PGnotify *note;
+        struct timeval tv = { 0, 250000 };
+        fd_set fds;
+        int fd;
+
+        if (!conn || PQstatus(conn) != CONNECTION_OK) {
+            char sql[96];
+            PGresult *r;
+
+            PQfinish(conn);
+            conn = PQconnectdb(l->dsn);
+            snprintf(sql, sizeof(sql), "LISTEN %s", l->channel);
+            r = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, sql) : NULL;
+            if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+                PQclear(r);
+                PQfinish(conn);
+                conn = NULL;
+                usleep((useconds_t) backoff * 1000);
+                backoff = CB_MIN(backoff * 2, BACKOFF_MAX_MS);
+                continue;
+            }
+            PQclear(r);
+            backoff = 250;
+        }
+        fd = PQsocket(conn);
+        FD_ZERO(&fds);
+        FD_SET(fd, &fds);
+        if (select(fd + 1, &fds, NULL, NULL, &tv) < 0)
+            continue;
+        if (!PQconsumeInput(conn)) {
+            cb_log_warn("postgres: LISTEN %s connection lost; reconnecting", l->channel);
+            PQfinish(conn);
+            conn = NULL;
+            continue;
+        }
+        while ((note = PQnotifies(conn)) != NULL) {
+            l->fn(l->arg, note->extra ? note->extra : "");
+            PQfreemem(note);
+        }
+    }
+    PQfinish(conn);
+    return NULL;
+}
+
+int cb_pg_listen_start(const cb_pg_config_t *cfg, const char *channel,
+                       void (*fn)(void *arg, const char *payload), void *arg,
+                       cb_pg_listener_t **out)
+{
+    cb_pg_listener_t *l;
+    size_t i;
+    int rc;
+
+    for (i = 0; channel[i]; i++)
+        CB_ASSERT(islower((unsigned char) channel[i]) || channel[i] == '_');
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->dsn = strdup(cfg->dsn);
+    snprintf(l->channel, sizeof(l->channel), "%s", channel);
+    l->fn = fn;
+    l->arg = arg;
+    if (!l->dsn) {
+        free(l);
+        return -ENOMEM;
+    }
+    rc = pthread_create(&l->thread, NULL, listen_main, l);
+    if (rc) {
+        free(l->dsn);
+        free(l);
+        return -rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void cb_pg_listen_stop(cb_pg_listener_t *l)
+{
+    if (!l)
+        return;
+    atomic_store(&l->stop, true);
+    pthread_join(l->thread, NULL);
+    free(l->dsn);
+    free(l);
 }
 
 static int pg_ready(void *obj, char *err, size_t errlen)

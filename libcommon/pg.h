@@ -69,6 +69,21 @@ int cb_pg_schema_version(cb_pg_t *pg);
 
 void cb_pg_free(cb_pg_t *pg);
 
+/* Send a notification on a channel (any thread). */
+int cb_pg_notify(cb_pg_t *pg, const char *channel, const char *payload, char *err, size_t errlen);
+
+/*
+ * Receive the notifications of a channel: a thread with its own connection
+ * LISTENs and calls fn(arg, payload) for each (on that thread). It
+ * reconnects by itself; notifications sent while it is disconnected are
+ * lost, as PostgreSQL does not keep them.
+ */
+typedef struct cb_pg_listener cb_pg_listener_t;
+int cb_pg_listen_start(const cb_pg_config_t *cfg, const char *channel,
+                       void (*fn)(void *arg, const char *payload), void *arg,
+                       cb_pg_listener_t **out);
+void cb_pg_listen_stop(cb_pg_listener_t *l);
+
 /* ready: connected, migrated, SELECT 1 answers. */
 extern const cb_component_ops_t cb_pg_component;
 

@@ -18,6 +18,12 @@ const cb_config_key_t cb_storage_config_keys[] = {
       .flags = CB_CONFIG_REQUIRED,
       .offset = offsetof(cb_storage_config_t, url),
       .help = "Where media and manifests are stored: file:///path (shared by the daemons)." },
+    { .name = "storage_fsync",
+      .type = CB_CONFIG_BOOL,
+      .def = "true",
+      .offset = offsetof(cb_storage_config_t, fsync),
+      .help = "Flush each object to disk before it becomes visible (off: faster, but a "
+              "machine crash can lose the last seconds)." },
     { .name = NULL },
 };
 
@@ -97,7 +103,7 @@ int cb_storage_open(const cb_storage_config_t *cfg, cb_metrics_t *metrics, cb_st
     if (!s)
         return -ENOMEM;
     s->ops = ops;
-    rc = ops->open(location, &s->state, err, errlen);
+    rc = ops->open(location, cfg->fsync, &s->state, err, errlen);
     if (rc) {
         free(s);
         return rc;

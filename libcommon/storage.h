@@ -28,7 +28,8 @@
 #define CB_STORAGE_KEY_MAX 512
 
 typedef struct cb_storage_config {
-    char *url; /* "file:///var/lib/castbus" or a plain directory path */
+    char *url;  /* "file:///var/lib/castbus" or a plain directory path */
+    bool fsync; /* make each write durable before it is visible (crash safety) */
 } cb_storage_config_t;
 
 extern const cb_config_key_t cb_storage_config_keys[];
@@ -43,7 +44,7 @@ typedef int (*cb_storage_list_fn)(void *arg, const char *key, const cb_storage_s
 
 typedef struct cb_storage_ops {
     const char *scheme; /* "file" */
-    int (*open)(const char *location, void **state, char *err, size_t errlen);
+    int (*open)(const char *location, bool fsync, void **state, char *err, size_t errlen);
     void (*close)(void *state);
     int (*put)(void *state, const char *key, const void *data, size_t len);
     /* move a finished local file into the store (atomic); the file is consumed */

@@ -25,9 +25,10 @@
 
 typedef struct fs_state {
     char root[ROOT_MAX];
+    bool fsync;
 } fs_state_t;
 
-static int fs_open(const char *location, void **state, char *err, size_t errlen)
+static int fs_open(const char *location, bool fsync_writes, void **state, char *err, size_t errlen)
 {
     fs_state_t *fs;
     struct stat st;
@@ -47,6 +48,7 @@ static int fs_open(const char *location, void **state, char *err, size_t errlen)
         return -EINVAL;
     }
     memcpy(fs->root, location, n + 1);
+    fs->fsync = fsync_writes;
     while (n > 1 && fs->root[n - 1] == '/')
         fs->root[--n] = '\0';
     if (mkdir(fs->root, 0755) && errno != EEXIST) {
@@ -141,12 +143,12 @@ static int write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-/* fsync the temp file, rename it into place, fsync the directory. */
-static int commit_temp(int fd, const char *tmp, const char *final)
+/* fsync the temp file, rename it into place, fsync the directory (when asked to). */
+static int commit_temp(const fs_state_t *fs, int fd, const char *tmp, const char *final)
 {
     int rc = 0;
 
-    if (fsync(fd))
+    if (fs->fsync && fsync(fd))
         rc = -errno;
     if (close(fd) && rc == 0)
         rc = -errno;
@@ -156,7 +158,7 @@ static int commit_temp(int fd, const char *tmp, const char *final)
         unlink(tmp);
         return rc;
     }
-    return fsync_parent(final);
+    return fs->fsync ? fsync_parent(final) : 0;
 }
 
 static int fs_put(void *state, const char *key, const void *data, size_t len)
@@ -177,7 +179,7 @@ static int fs_put(void *state, const char *key, const void *data, size_t len)
         unlink(tmp);
         return rc;
     }
-    return commit_temp(fd, tmp, final);
+    return commit_temp(state, fd, tmp, final);
 }
 
 static int fs_put_file(void *state, const char *key, const char *path)
@@ -194,9 +196,9 @@ static int fs_put_file(void *state, const char *key, const char *path)
     if (in < 0)
         return -errno;
     /* same filesystem: fsync the file and rename it in */
-    if (fsync(in) == 0 && rename(path, final) == 0) {
+    if ((!((fs_state_t *) state)->fsync || fsync(in) == 0) && rename(path, final) == 0) {
         close(in);
-        return fsync_parent(final);
+        return ((fs_state_t *) state)->fsync ? fsync_parent(final) : 0;
     }
     if (errno != EXDEV) {
         rc = -errno;
@@ -221,7 +223,7 @@ static int fs_put_file(void *state, const char *key, const char *path)
         unlink(tmp);
         return rc;
     }
-    rc = commit_temp(fd, tmp, final);
+    rc = commit_temp(state, fd, tmp, final);
     if (rc == 0)
         unlink(path);
     return rc;

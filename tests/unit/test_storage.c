@@ -29,6 +29,7 @@ static int setup(void **state)
     assert_non_null(mkdtemp(root));
     snprintf(url, sizeof(url), "file://%s/media", root);
     cfg.url = url;
+    cfg.fsync = true;
     assert_int_equal(cb_metrics_new(&m), 0);
     assert_int_equal(cb_storage_open(&cfg, m, &s, err, sizeof(err)), 0);
     return 0;
@@ -158,6 +159,7 @@ static void test_ready_check_and_bad_urls(void **state)
 
     (void) state;
     assert_int_equal(cb_storage_component.ready(s, err, sizeof(err)), 0);
+    cfg.fsync = false;
     cfg.url = "s3://bucket/x";
     assert_int_equal(cb_storage_open(&cfg, m, &other, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "CASTBUS_STORAGE_URL"));
