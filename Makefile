@@ -45,8 +45,12 @@ PYTHON ?= /usr/bin/python3
 PKG_CONFIG ?= pkg-config
 
 PKGS := libwebsockets jansson rdkafka libnats libpq hiredis libcurl openssl
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+# libraries only some daemons link (pkg-config names)
+ingest_PKGS := libavformat libavcodec libavutil srt
+SERVICE_PKGS := $(ingest_PKGS)
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) $(SERVICE_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+SERVICE_PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVICE_PKGS) 2>/dev/null)
 
 WARN := -Wall -Wextra
 ifneq ($(DEVELOPER),)
@@ -107,13 +111,23 @@ $(LIBPROTO): $(PROTO_OBJ)
 LIBS := $(LIBPROTO) $(LIBCOMMON)
 
 # ---- daemons ----
-# services/<d>/*.c, plus the SQL migrations of services/<d>/migrations/ embedded
-# by tools/embed-sql into a generated source.
+# services/<d>/main.c, linked with libsvc-<d>.a: the daemon's other sources
+# (its job, which unit tests and fuzz harnesses link too) and its SQL
+# migrations from services/<d>/migrations/, embedded by tools/embed-sql.
 
 define daemon_rules
-$(1)_SRC := $$(sort $$(wildcard services/$(1)/*.c))
-$(1)_OBJ := $$($(1)_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/$(1)_migrations.o
+$(1)_LIB_SRC := $$(filter-out services/$(1)/main.c,$$(sort $$(wildcard services/$(1)/*.c)))
+$(1)_LIB_OBJ := $$($(1)_LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/$(1)_migrations.o
+$(1)_LIB := $(BUILD)/lib/libsvc-$(1).a
+$(1)_LDLIBS := $$(if $$($(1)_PKGS),$$(shell $(PKG_CONFIG) --libs $$($(1)_PKGS)))
 $(1)_SQL := $$(sort $$(wildcard services/$(1)/migrations/*.sql))
+
+# a daemon's sources see its own headers, no other daemon's
+$(BUILD)/obj/services/$(1)/%.o: ALL_CFLAGS += -Iservices/$(1)
+
+$$($(1)_LIB): $$($(1)_LIB_OBJ)
+	@mkdir -p $$(@D)
+	$$(QUIET_AR)rm -f $$@ && ar rcs $$@ $$^
 
 $(BUILD)/gen/$(1)_migrations.c: $$($(1)_SQL) tools/embed-sql
 	@mkdir -p $$(@D)
@@ -123,13 +137,18 @@ $(BUILD)/obj/gen/$(1)_migrations.o: $(BUILD)/gen/$(1)_migrations.c $(FLAGS_FILE)
 	@mkdir -p $$(@D)
 	$$(QUIET_CC)$(CC) $(ALL_CFLAGS) -c -o $$@ $$<
 
-$(BUILD)/bin/castbus-$(1): $$($(1)_OBJ) $(LIBS)
+$(BUILD)/bin/castbus-$(1): $(BUILD)/obj/services/$(1)/main.o $$($(1)_LIB) $(LIBS)
 	@mkdir -p $$(@D)
-	$$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $$@ $$($(1)_OBJ) $(LIBS) $(LDLIBS_BASE)
+	$$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $$@ $$< $$($(1)_LIB) $(LIBS) $$($(1)_LDLIBS) \
+		$(LDLIBS_BASE)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rules,$(d))))
 
 DAEMON_BINS := $(DAEMONS:%=$(BUILD)/bin/castbus-%)
+# unit tests and fuzz harnesses may test any daemon's modules
+SERVICE_LIBS := $(foreach d,$(DAEMONS),$($(d)_LIB))
+SERVICE_INCLUDES := $(foreach d,$(DAEMONS),-Iservices/$(d))
+$(BUILD)/obj/tests/%.o: ALL_CFLAGS += $(SERVICE_INCLUDES)
 
 # ---- tools ----
 
@@ -151,9 +170,10 @@ UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 CMOCKA_CFLAGS := $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
-$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIBS)
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(SERVICE_LIBS) $(LIBS)
 	@mkdir -p $(@D)
-	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIBS) $(CMOCKA_LIBS) $(LDLIBS_BASE)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(SERVICE_LIBS) $(LIBS) $(CMOCKA_LIBS) \
+		$(SERVICE_PKG_LIBS) $(LDLIBS_BASE)
 
 $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_FILE)
 	@mkdir -p $(@D)
@@ -176,10 +196,11 @@ unit-sanitize:
 FUZZ_NAMES := $(notdir $(patsubst %/,%,$(dir $(wildcard tests/fuzz/*/harness.c))))
 FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/%-replay)
 
-$(BUILD)/tests/fuzz/%-replay: tests/fuzz/%/harness.c tests/fuzz/replay.c $(LIBS) $(FLAGS_FILE)
+$(BUILD)/tests/fuzz/%-replay: tests/fuzz/%/harness.c tests/fuzz/replay.c $(SERVICE_LIBS) $(LIBS) \
+		$(FLAGS_FILE)
 	@mkdir -p $(@D)
-	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/fuzz/$*/harness.c tests/fuzz/replay.c \
-		$(LIBS) $(LDLIBS_BASE)
+	$(QUIET_LINK)$(CC) $(ALL_CFLAGS) $(SERVICE_INCLUDES) $(ALL_LDFLAGS) -o $@ tests/fuzz/$*/harness.c \
+		tests/fuzz/replay.c $(SERVICE_LIBS) $(LIBS) $(SERVICE_PKG_LIBS) $(LDLIBS_BASE)
 
 .PHONY: fuzz-replay
 fuzz-replay: $(FUZZ_REPLAY_BINS)
@@ -191,13 +212,15 @@ fuzz:
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang \
 		CFLAGS='-fsanitize=fuzzer-no-link,address,undefined' libs-only
 	@set -e; mkdir -p build/fuzz/bin; for n in $(FUZZ_NAMES); do \
-		clang $(CFLAGS_BASE) -fsanitize=fuzzer,address,undefined -o build/fuzz/bin/$$n \
-			tests/fuzz/$$n/harness.c build/fuzz/lib/libcbproto.a build/fuzz/lib/libcastbus.a \
-			$(LDLIBS_BASE); \
+		clang $(CFLAGS_BASE) $(SERVICE_INCLUDES) -fsanitize=fuzzer,address,undefined \
+			-o build/fuzz/bin/$$n \
+			tests/fuzz/$$n/harness.c $(foreach d,$(DAEMONS),build/fuzz/lib/libsvc-$(d).a) \
+			build/fuzz/lib/libcbproto.a build/fuzz/lib/libcastbus.a \
+			$(SERVICE_PKG_LIBS) $(LDLIBS_BASE); \
 		echo "built build/fuzz/bin/$$n (run: build/fuzz/bin/$$n tests/fuzz/$$n/corpus)"; done
 
 .PHONY: libs-only
-libs-only: $(LIBS)
+libs-only: $(LIBS) $(SERVICE_LIBS)
 
 # ---- integration test helpers (C programs driving libcommon) ----
 
