@@ -69,6 +69,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_until(predicate, timeout=60.0, interval=0.2, what="condition"):
     """Poll predicate() until it returns a truthy value; fail after timeout."""
     deadline = time.monotonic() + timeout
@@ -282,6 +288,10 @@ class Daemon:
         self.port = free_port()
         self.storage = tmpdir / f"{name}-storage"
         self.log_path = tmpdir / f"{name}.log"
+        n = 1
+        while self.log_path.exists():  # a restarted daemon keeps the first one's log
+            n += 1
+            self.log_path = tmpdir / f"{name}-{n}.log"
         env = dict(os.environ)
         env.update(stack.env)
         env.update({
@@ -292,7 +302,18 @@ class Daemon:
             "CASTBUS_HEALTH_INTERVAL": "250ms",
             "CASTBUS_SHUTDOWN_GRACE": "10s",
         })
+        if name == "ingest":
+            # the publish listeners, on free ports (RTMPS only when a test gives a certificate)
+            env.update({
+                "CASTBUS_LISTEN_HOST": "127.0.0.1",
+                "CASTBUS_RTMP_PORT": str(free_port()),
+                "CASTBUS_RTMPS_PORT": "0",
+                "CASTBUS_SRT_PORT": str(free_udp_port()),
+                "CASTBUS_WORK_DIR": str(tmpdir / "ingest-work"),
+                "CASTBUS_STORAGE_FSYNC": "false",
+            })
         env.update(extra_env or {})
+        self.env = env
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(BIN / f"castbus-{name}")], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -333,6 +354,22 @@ class Daemon:
         self.log.close()
         return self.proc.returncode
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def stop_clean(self):
+        """Stop with SIGTERM unless it is gone already; fail on a bad exit or a
+        sanitizer report in its log (a crash at exit counts)."""
+        if self.proc.poll() is None:
+            rc = self.stop()
+            if rc != 0:
+                pytest.fail(f"castbus-{self.name} exited with {rc} after SIGTERM:\n"
+                            f"{self.log_text()[-4000:]}")
+        reports = [ln for ln in self.log_text().splitlines()
+                   if any(m in ln for m in self.SANITIZER_MARKS)]
+        if reports:
+            pytest.fail(f"castbus-{self.name}: sanitizer reports in {self.log_path}:\n" +
+                        "\n".join(reports[:10]))
+
     def log_text(self):
         if not self.log.closed:
             self.log.flush()
@@ -348,6 +385,18 @@ class Daemon:
         return out
 
 
+def stop_all_clean(daemons):
+    """stop_clean() every daemon, then report every failure at once."""
+    errors = []
+    for d in daemons:
+        try:
+            d.stop_clean()
+        except pytest.fail.Exception as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail("\n\n".join(errors))
+
+
 @pytest.fixture
 def start_daemon(stack, tmp_path):
     started = []
@@ -359,9 +408,7 @@ def start_daemon(stack, tmp_path):
         return d
 
     yield start
-    for d in started:
-        if d.proc.poll() is None:
-            d.stop()
+    stop_all_clean(started)
 
 
 class Probe:

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN_KEY, BIN, DAEMONS, EDITOR_KEY, VIEWER_KEY, Daemon, wait_until
+from conftest import (ADMIN_KEY, BIN, DAEMONS, EDITOR_KEY, VIEWER_KEY, Daemon, stop_all_clean,
+                      wait_until)
 
 DEFAULT_PORTS = {
     "ingest": 8081, "transcode-worker": 8082, "packager": 8080, "purge-fanout": 8084,
@@ -28,8 +29,7 @@ def all_daemons(stack, tmp_path_factory):
             d.wait_ready()
         yield ds
     finally:
-        for d in ds.values():
-            d.stop()
+        stop_all_clean(ds.values())
 
 
 @pytest.mark.parametrize("name", sorted(DAEMONS))
