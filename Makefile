@@ -9,6 +9,7 @@
 #   make proto                regenerate proto/gen and docs/bus.md from proto/*.toml
 #   make docs                 regenerate docs/config.md from the config tables
 #   make k8s                  regenerate the chart's schema and dashboards, deploy/k8s
+#   make bench                benchmarks against their anchors (tools/bench/; minutes)
 #   make deploy-check         Helm chart, deploy/k8s, compose, Dockerfile, config drift
 #   make fuzz                 build libFuzzer harnesses with clang (build/fuzz/)
 #   make help                 this text
@@ -160,8 +161,16 @@ $(BUSCTL): $(BUSCTL_OBJ) $(LIBS)
 	@mkdir -p $(@D)
 	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $(BUSCTL_OBJ) $(LIBS) $(LDLIBS_BASE)
 
+# rtmp-loadgen: libc only (the ingest benchmark's publisher; kept light)
+LOADGEN_SRC := tools/rtmp-loadgen/rtmp-loadgen.c
+LOADGEN := $(BUILD)/bin/rtmp-loadgen
+
+$(LOADGEN): $(LOADGEN_SRC:%.c=$(BUILD)/obj/%.o)
+	@mkdir -p $(@D)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
 .PHONY: all
-all: $(DAEMON_BINS) $(BUSCTL)
+all: $(DAEMON_BINS) $(BUSCTL) $(LOADGEN)
 
 # ---- unit tests (cmocka): tests/unit/test_<module>.c, one binary each ----
 
@@ -319,12 +328,20 @@ run: bootstrap
 	@$(MAKE) --no-print-directory all
 	@CASTBUS_BUILD=$(BUILD) tools/run
 
+# ---- benchmarks (not part of make test: they take minutes and want a quiet machine) ----
+
+.PHONY: bench bench-ingest
+bench: bench-ingest
+
+bench-ingest: bootstrap all
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/ingest $(BENCH_ARGS)
+
 .PHONY: clean
 clean:
 	rm -rf build
 
 .PHONY: help
 help:
-	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

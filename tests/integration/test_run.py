@@ -5,10 +5,11 @@ import os
 import re
 import signal
 import subprocess
+from pathlib import Path
 
 import requests
 
-from conftest import DAEMONS, ROOT, free_port, wait_until
+from conftest import DAEMONS, ROOT, free_port, free_udp_port, wait_until
 
 
 def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
@@ -20,6 +21,9 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
     for name in DAEMONS:
         ports[name] = free_port()
         env[f"CASTBUS_{name.upper().replace('-', '_')}_HTTP_PORT"] = str(ports[name])
+    env["CASTBUS_RTMP_PORT"] = str(free_port())
+    env["CASTBUS_SRT_PORT"] = str(free_udp_port())
+    env["CASTBUS_RTMPS_PORT"] = "0"
     out_path = tmp_path / "run.out"
     out = open(out_path, "w")
     # a terminal puts the job in its own process group and Ctrl-C signals that group
@@ -42,6 +46,15 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
             info = requests.get(f"http://127.0.0.1:{port}/v1/info", timeout=5,
                                 headers={"Authorization": f"Bearer {key}"})
             assert info.json()["daemon"] == name
+        # the printed publish command works: segments of the demo stream appear
+        rtmp = re.search(r"RTMP URL:\s+(rtmp://\S+)", banner).group(1)
+        assert rtmp.startswith(f"rtmp://127.0.0.1:{env['CASTBUS_RTMP_PORT']}/live/")
+        segments = re.search(r"Segments:\s+(\S+)", banner).group(1)
+        pub = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+                              "-i", str(ROOT / "tests/data/media/h264_aac_6s.flv"), "-c", "copy",
+                              "-f", "flv", rtmp], capture_output=True, text=True, timeout=120)
+        assert pub.returncode == 0, pub.stderr
+        wait_until(lambda: len(list(Path(segments).glob("*.ts"))) >= 3, 60, what="segments")
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, text()
     finally:
