@@ -202,6 +202,32 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
     return 0;
 }
 
+/* kafka_extra ("prop=value,..."), applied last so that it can override any default of ours. */
+static int apply_extra(rd_kafka_conf_t *conf, const cb_kafka_config_t *cfg, char *err,
+                       size_t errlen)
+{
+    char *copy, *save = NULL, *tok;
+    int rc = 0;
+
+    if (!cfg->extra || !*cfg->extra)
+        return 0;
+    copy = strdup(cfg->extra);
+    if (!copy)
+        return -ENOMEM;
+    for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            snprintf(err, errlen, "CASTBUS_KAFKA_EXTRA: '%s' is not prop=value", tok);
+            rc = -EINVAL;
+            break;
+        }
+        *eq = '\0';
+        rc = conf_set(conf, tok, eq + 1, err, errlen);
+    }
+    free(copy);
+    return rc;
+}
+
 /* Common client configuration from our config table. */
 static rd_kafka_conf_t *make_conf(const cb_kafka_config_t *cfg, const char *client_id, char *err,
                                   size_t errlen)
@@ -222,21 +248,6 @@ static rd_kafka_conf_t *make_conf(const cb_kafka_config_t *cfg, const char *clie
     }
     if (cfg->ssl_ca_location && *cfg->ssl_ca_location)
         rc |= conf_set(conf, "ssl.ca.location", cfg->ssl_ca_location, err, errlen);
-    if (rc == 0 && cfg->extra && *cfg->extra) {
-        char *copy = strdup(cfg->extra), *save = NULL, *tok;
-        for (tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && rc == 0;
-             tok = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(tok, '=');
-            if (!eq) {
-                snprintf(err, errlen, "CASTBUS_KAFKA_EXTRA: '%s' is not prop=value", tok);
-                rc = -EINVAL;
-                break;
-            }
-            *eq = '\0';
-            rc = conf_set(conf, tok, eq + 1, err, errlen);
-        }
-        free(copy);
-    }
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -339,6 +350,8 @@ int cb_kafka_producer_new(const cb_kafka_config_t *cfg, const char *client_id,
     rc |= conf_set(conf, "message.timeout.ms", num, err, errlen);
     snprintf(num, sizeof(num), "%lld", (long long) cfg->queue_max_messages);
     rc |= conf_set(conf, "queue.buffering.max.messages", num, err, errlen);
+    if (rc == 0)
+        rc = apply_extra(conf, cfg, err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         free(p);
@@ -1151,6 +1164,8 @@ int cb_kafka_consumer_new(const cb_kafka_config_t *cfg, const cb_kafka_consumer_
     /* a handler may run long (transcoding): do not leave the group meanwhile */
     rc |= conf_set(conf, "max.poll.interval.ms", "600000", err, errlen);
     rc |= conf_set(conf, "session.timeout.ms", "10000", err, errlen);
+    if (rc == 0)
+        rc = apply_extra(conf, cfg, err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         cb_kafka_consumer_free(c);
@@ -1342,6 +1357,10 @@ int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_sp
         *created = 0;
     if (!conf)
         return -EINVAL;
+    if (apply_extra(conf, cfg, err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return -EINVAL;
+    }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
     if (!rk) {
         snprintf(err, errlen, "kafka: cannot create admin client: %s", rderr);
