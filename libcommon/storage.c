@@ -150,6 +150,22 @@ int cb_storage_put(cb_storage_t *s, const char *key, const void *data, size_t le
     return count(s, "put", rc);
 }
 
+int cb_storage_overwrite(cb_storage_t *s, const char *key, const void *data, size_t len)
+{
+    int rc;
+
+    if (!s->ops->overwrite)
+        return cb_storage_put(s, key, data, len);
+    if (!cb_storage_key_valid(key))
+        return -EINVAL;
+    rc = s->ops->overwrite(s->state, key, data, len);
+    if (rc == 0)
+        cb_metric_add(s->m_bytes, (const char *[]){ "write" }, (double) len);
+    else
+        cb_log_error("storage: overwrite '%s' failed: %s", key, strerror(-rc));
+    return count(s, "overwrite", rc);
+}
+
 int cb_storage_put_file(cb_storage_t *s, const char *key, const char *path)
 {
     int rc;

@@ -49,6 +49,8 @@ typedef struct cb_storage_ops {
     int (*put)(void *state, const char *key, const void *data, size_t len);
     /* move a finished local file into the store (atomic); the file is consumed */
     int (*put_file)(void *state, const char *key, const char *path);
+    /* replace a small object's bytes where they are (NULL: put is used) */
+    int (*overwrite)(void *state, const char *key, const void *data, size_t len);
     int (*get)(void *state, const char *key, cb_buf_t *out);
     int (*stat)(void *state, const char *key, cb_storage_stat_t *st);
     int (*remove)(void *state, const char *key);
@@ -71,6 +73,14 @@ bool cb_storage_key_valid(const char *key);
 /* All return 0 or a negative errno: -EINVAL (bad key), -ENOENT, -E2BIG (get over out->max). */
 int cb_storage_put(cb_storage_t *s, const char *key, const void *data, size_t len);
 int cb_storage_put_file(cb_storage_t *s, const char *key, const char *path);
+/*
+ * Replace a small object's content in place, creating it if needed: much
+ * cheaper than put for state rewritten every few seconds (no new file, no
+ * rename), but not atomic. A reader racing it, or a machine crash without
+ * storage_fsync, may see a torn object: only for data whose reader copes
+ * (a cursor with a fallback). Stores without in-place writes use put.
+ */
+int cb_storage_overwrite(cb_storage_t *s, const char *key, const void *data, size_t len);
 int cb_storage_get(cb_storage_t *s, const char *key, cb_buf_t *out);
 int cb_storage_stat(cb_storage_t *s, const char *key, cb_storage_stat_t *st);
 int cb_storage_remove(cb_storage_t *s, const char *key);

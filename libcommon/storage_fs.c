@@ -167,10 +167,14 @@ static int fs_put(void *state, const char *key, const void *data, size_t len)
     int fd, rc;
 
     path_of(state, key, final, sizeof(final));
-    rc = make_parents(final);
-    if (rc)
-        return rc;
+    /* the directory usually exists: create parents only when it does not */
     fd = open_temp(final, tmp, sizeof(tmp));
+    if (fd == -ENOENT) {
+        rc = make_parents(final);
+        if (rc)
+            return rc;
+        fd = open_temp(final, tmp, sizeof(tmp));
+    }
     if (fd < 0)
         return fd;
     rc = write_all(fd, data, len);
@@ -180,6 +184,51 @@ static int fs_put(void *state, const char *key, const void *data, size_t len)
         return rc;
     }
     return commit_temp(state, fd, tmp, final);
+}
+
+/* In place: no temporary, no rename, so no inode churn for state rewritten often. */
+static int fs_overwrite(void *state, const char *key, const void *data, size_t len)
+{
+    const fs_state_t *fs = state;
+    char final[PATH_MAX];
+    const char *p = data;
+    bool created = false;
+    size_t off = 0;
+    int fd, rc = 0;
+
+    path_of(fs, key, final, sizeof(final));
+    fd = open(final, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        created = true;
+        fd = open(final, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == ENOENT) {
+            rc = make_parents(final);
+            if (rc)
+                return rc;
+            fd = open(final, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        }
+    }
+    if (fd < 0)
+        return -errno;
+    while (off < len) {
+        ssize_t n = pwrite(fd, p + off, len - off, (off_t) off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        off += (size_t) n;
+    }
+    if (rc == 0 && ftruncate(fd, (off_t) len))
+        rc = -errno;
+    if (rc == 0 && fs->fsync && fdatasync(fd))
+        rc = -errno;
+    if (close(fd) && rc == 0)
+        rc = -errno;
+    if (rc == 0 && created && fs->fsync)
+        rc = fsync_parent(final);
+    return rc;
 }
 
 static int fs_put_file(void *state, const char *key, const char *path)
@@ -363,6 +412,7 @@ const cb_storage_ops_t cb_storage_fs_ops = {
     .close = fs_close,
     .put = fs_put,
     .put_file = fs_put_file,
+    .overwrite = fs_overwrite,
     .get = fs_get,
     .stat = fs_stat,
     .remove = fs_remove,

@@ -71,6 +71,24 @@ static void test_put_get_stat_remove(void **state)
     assert_int_equal(cb_storage_remove(s, "live/s1/src/00000001.ts"), -ENOENT);
 }
 
+static void test_overwrite_in_place(void **state)
+{
+    cb_storage_stat_t st;
+    cb_buf_t b;
+
+    (void) state;
+    /* creates the object and its directories, then rewrites it, shorter and longer */
+    assert_int_equal(cb_storage_overwrite(s, "live/s2/src/cursor.json", "{\"a\":12345}", 11), 0);
+    assert_int_equal(cb_storage_overwrite(s, "live/s2/src/cursor.json", "{\"a\":1}", 7), 0);
+    assert_int_equal(cb_storage_stat(s, "live/s2/src/cursor.json", &st), 0);
+    assert_int_equal(st.size, 7);
+    cb_buf_init(&b, 1024);
+    assert_int_equal(cb_storage_get(s, "live/s2/src/cursor.json", &b), 0);
+    assert_memory_equal(b.data, "{\"a\":1}", 7);
+    cb_buf_release(&b);
+    assert_int_equal(cb_storage_overwrite(s, "../escape", "x", 1), -EINVAL);
+}
+
 static void test_keys_cannot_escape(void **state)
 {
     (void) state;
@@ -171,6 +189,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_put_get_stat_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overwrite_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_cannot_escape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_no_temp_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_file_consumes_the_file, setup, teardown),
