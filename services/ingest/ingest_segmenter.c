@@ -2,12 +2,12 @@
  * ingest_segmenter.c - GOP-aligned source segments muxed in memory; see
  * ingest_segmenter.h.
  *
- * DESIGN: one libavformat muxer per segment, writing into a dynamic memory
- * buffer (avio_open_dyn_buf): frames are muxed as they arrive, so closing a
- * segment costs only the trailer. A new muxer per segment makes every file
- * self-contained (PAT/PMT first in MPEG-TS, its own moov in MP4) and lets a
- * configuration change take effect at a cut. The muxer's automatic
- * bitstream filters turn AVCC/HVCC into Annex B and raw AAC into ADTS.
+ * DESIGN: one muxer per segment, writing into memory as frames arrive, so
+ * closing a segment costs nothing more. A new muxer per segment makes every
+ * file self-contained (PAT/PMT first in MPEG-TS, its own moov in MP4) and
+ * lets a configuration change take effect at a cut. MPEG-TS (every codec
+ * but AV1) is written by ingest_ts: one copy of each frame, no allocation
+ * per frame. AV1 goes into fragmented MP4 through libavformat.
  */
 #include "ingest_segmenter.h"
 
@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "defs.h"
+#include "ingest_ts.h"
 
 typedef struct track {
     bool configured;
@@ -43,7 +44,9 @@ struct ingest_segmenter {
 
     /* the open segment */
     bool open;
-    AVFormatContext *oc;
+    ingest_ts_t *ts;     /* MPEG-TS */
+    size_t last_size;    /* of the previous segment: the next one's first allocation */
+    AVFormatContext *oc; /* fragmented MP4 */
     int stream_index[2]; /* -1 when the track is not in this segment */
     AVPacket *pkt;
     const char *container;
@@ -94,6 +97,8 @@ int ingest_segmenter_new(const ingest_segmenter_opts_t *opts, int64_t first_seq,
 
 static void close_muxer(ingest_segmenter_t *s)
 {
+    ingest_ts_free(s->ts);
+    s->ts = NULL;
     if (s->oc) {
         if (s->oc->pb) {
             uint8_t *buf = NULL;
@@ -192,6 +197,25 @@ static int open_segment(ingest_segmenter_t *s, int64_t start_90k)
         s->tracks[INGEST_VIDEO].configured && s->tracks[INGEST_VIDEO].codec == INGEST_CODEC_AV1
             ? "mp4"
             : "mpegts";
+    if (strcmp(s->container, "mpegts") == 0) {
+        ingest_ts_track_t tt[2];
+        char err[160];
+
+        for (i = 0; i < 2; i++) {
+            const track_t *t = &s->tracks[i];
+            s->snapshot[i] = *t;
+            s->snapshot[i].extradata = NULL;
+            s->stream_index[i] = t->configured ? i : -1;
+            tt[i].codec = t->configured ? t->codec : INGEST_CODEC_NONE;
+            tt[i].extradata = t->extradata;
+            tt[i].extradata_len = t->extradata_len;
+        }
+        rc = ingest_ts_new(&tt[INGEST_VIDEO], &tt[INGEST_AUDIO], s->last_size, s->opts.max_bytes,
+                           &s->ts, err, sizeof(err));
+        if (rc)
+            return set_error(s, rc, "cannot start a segment: %s", err);
+        goto opened;
+    }
     rc = avformat_alloc_output_context2(&s->oc, NULL, s->container, NULL);
     if (rc < 0)
         return set_error(s, -ENOMEM, "cannot create a %s muxer", s->container);
@@ -248,6 +272,7 @@ static int open_segment(ingest_segmenter_t *s, int64_t start_90k)
         close_muxer(s);
         return set_error(s, -EINVAL, "cannot start a %s segment: %s", s->container, e);
     }
+opened:
     s->open = true;
     s->start_90k = start_90k;
     s->last_dts[0] = s->last_dts[1] = INT64_MIN;
@@ -266,19 +291,42 @@ nomem:
 /* Finish the open segment, ending at end_90k. */
 static int close_segment(ingest_segmenter_t *s, int64_t end_90k, bool eos, ingest_segment_t **done)
 {
-    ingest_segment_t *seg;
+    ingest_segment_t *seg = calloc(1, sizeof(*seg));
     uint8_t *buf = NULL;
-    int len, rc;
+    size_t len = 0;
 
-    rc = av_write_trailer(s->oc);
-    seg = calloc(1, sizeof(*seg));
-    if (rc < 0 || !seg) {
-        free(seg);
+    if (!seg) {
         close_muxer(s);
-        return set_error(s, -EIO, "closing a segment failed");
+        return set_error(s, -ENOMEM, "closing a segment failed: out of memory");
     }
-    len = avio_close_dyn_buf(s->oc->pb, &buf);
-    s->oc->pb = NULL;
+    if (s->ts) {
+        buf = ingest_ts_finish(s->ts, &len);
+        s->ts = NULL;
+    } else {
+        uint8_t *av = NULL;
+        int n;
+
+        if (av_write_trailer(s->oc) < 0) {
+            free(seg);
+            close_muxer(s);
+            return set_error(s, -EIO, "closing a segment failed");
+        }
+        n = avio_close_dyn_buf(s->oc->pb, &av);
+        s->oc->pb = NULL;
+        len = (size_t) CB_MAX(n, 0);
+        buf = malloc(len ? len : 1); /* one owner rule for segment data: malloc */
+        if (buf && len)
+            memcpy(buf, av, len);
+        av_free(av);
+        avformat_free_context(s->oc);
+        s->oc = NULL;
+        if (!buf) {
+            free(seg);
+            s->open = false;
+            return set_error(s, -ENOMEM, "closing a segment failed: out of memory");
+        }
+    }
+    s->last_size = len;
     seg->seq = s->next_seq++;
     seg->start_90k = s->start_90k;
     seg->duration_90k = CB_MAX(end_90k - s->start_90k, 0);
@@ -286,7 +334,7 @@ static int close_segment(ingest_segmenter_t *s, int64_t end_90k, bool eos, inges
     seg->end_of_stream = eos;
     seg->container = s->container;
     seg->data = buf;
-    seg->len = (size_t) CB_MAX(len, 0);
+    seg->len = len;
     seg->video_codec =
         s->snapshot[INGEST_VIDEO].configured ? s->snapshot[INGEST_VIDEO].codec : INGEST_CODEC_NONE;
     seg->audio_codec =
@@ -300,8 +348,6 @@ static int close_segment(ingest_segmenter_t *s, int64_t end_90k, bool eos, inges
     seg->video_frames = s->frames[INGEST_VIDEO];
     seg->audio_frames = s->frames[INGEST_AUDIO];
     seg->cut_us = mono_us();
-    avformat_free_context(s->oc);
-    s->oc = NULL;
     s->open = false;
     *done = seg;
     return 1;
@@ -355,6 +401,19 @@ int ingest_segmenter_write(ingest_segmenter_t *s, ingest_media_kind_t kind, bool
     if (pts_90k < dts_90k)
         pts_90k = dts_90k;
     s->last_dts[kind] = dts_90k;
+    if (s->ts) {
+        char err[160];
+
+        rc = ingest_ts_write(s->ts, kind, keyframe, dts_90k, pts_90k, data, len, err, sizeof(err));
+        if (rc == -E2BIG)
+            return set_error(s, rc, "segment over %zu bytes without a keyframe", s->opts.max_bytes);
+        if (rc)
+            return set_error(s, rc, "muxing a %s frame failed: %s",
+                             kind == INGEST_VIDEO ? "video" : "audio", err);
+        s->media_bytes += (int64_t) len;
+        s->frames[kind]++;
+        return produced;
+    }
     st = s->oc->streams[s->stream_index[kind]];
     s->pkt->data = (uint8_t *) data;
     s->pkt->size = (int) len;
@@ -410,6 +469,6 @@ void ingest_segment_free(ingest_segment_t *seg)
 {
     if (!seg)
         return;
-    av_free(seg->data);
+    free(seg->data);
     free(seg);
 }
