@@ -259,8 +259,10 @@ static unsigned read_ue(bits_t *b)
 
     while (read_bit(b) == 0 && !b->overrun && zeros < 32)
         zeros++;
-    if (zeros >= 32)
+    if (zeros >= 32) { /* no Exp-Golomb code in a valid SPS is that long */
         b->overrun = true;
+        return 0;
+    }
     return zeros ? (1u << zeros) - 1 + read_bits(b, zeros) : 0;
 }
 
@@ -268,7 +270,8 @@ static int read_se(bits_t *b)
 {
     unsigned v = read_ue(b);
 
-    return v & 1 ? (int) ((v + 1) / 2) : -(int) (v / 2);
+    /* in 64 bits: a ue of 2^32-1 maps outside int */
+    return (int) (v & 1 ? ((int64_t) v + 1) / 2 : -((int64_t) v / 2));
 }
 
 static void skip_scaling_list(bits_t *b, int size)
@@ -277,7 +280,7 @@ static void skip_scaling_list(bits_t *b, int size)
 
     for (j = 0; j < size && !b->overrun; j++) {
         if (next != 0)
-            next = (last + read_se(b) + 256) % 256;
+            next = (int) (((int64_t) last + read_se(b) + 256) % 256 + 256) % 256;
         last = next == 0 ? last : next;
     }
 }

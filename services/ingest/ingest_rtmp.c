@@ -170,7 +170,7 @@ const char *ingest_rtmp_stream_name(const ingest_rtmp_t *s)
 const uint8_t *ingest_rtmp_output(ingest_rtmp_t *s, size_t *len)
 {
     *len = s->out.len - s->out_sent;
-    return (const uint8_t *) s->out.data + s->out_sent;
+    return s->out.data ? (const uint8_t *) s->out.data + s->out_sent : NULL;
 }
 
 void ingest_rtmp_output_consume(ingest_rtmp_t *s, size_t n)
