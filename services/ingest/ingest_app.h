@@ -44,6 +44,7 @@ typedef struct ingest_config {
     int64_t idle_timeout_ms;
     int64_t max_message_bytes;
     int64_t max_connections;
+    int64_t read_batch_us;
     int64_t auth_failures_max;
     int64_t auth_failure_window_ms;
     int64_t writer_threads;

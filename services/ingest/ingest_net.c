@@ -115,6 +115,9 @@ struct ingest_net {
     ingest_ratelimit_t rl;
     uint8_t rbuf[READ_CHUNK]; /* the loop thread's read buffer */
     cb_metric_t *m_conns, *m_bytes, *m_closed, *m_auth;
+    uint64_t rx_bytes[2]; /* rtmp, rtmps: received since the metric was updated */
+    conn_t *dead;         /* closed this round, freed at its end */
+    int64_t now_us;       /* time of the current round of events */
 };
 
 static const ingest_publisher_ops_t publisher_ops;
@@ -289,7 +292,18 @@ static void close_conn(ingest_net_t *n, conn_t *c, const char *reason)
     cb_metric_add(n->m_conns, (const char *[]){ c->protocol }, -1);
     cb_metric_add(n->m_closed, (const char *[]){ reason }, 1);
     cb_log_debug("%s connection from %s closed: %s", c->protocol, c->peer, reason);
-    free(c);
+    /* freed after this round of events: a later event of the round may still name it */
+    c->next = n->dead;
+    n->dead = c;
+}
+
+static void free_dead(ingest_net_t *n)
+{
+    while (n->dead) {
+        conn_t *c = n->dead;
+        n->dead = c->next;
+        free(c);
+    }
 }
 
 /* Write what the session has to say; arm EPOLLOUT if the socket is full. */
@@ -581,11 +595,18 @@ static void accept_all(ingest_net_t *n, int lfd, bool tls)
     }
 }
 
-static void read_conn(ingest_net_t *n, conn_t *c)
+/*
+ * Read what the socket holds. Edge-triggered, so until it is empty; a short
+ * read already says so (the next byte raises a new edge), which saves the
+ * recv() that would only answer EAGAIN - unless the peer also hung up, which
+ * only reading to the end tells.
+ */
+static void read_conn(ingest_net_t *n, conn_t *c, uint32_t events)
 {
     uint8_t *buf = n->rbuf;
     const char *why = NULL;
     uint64_t got = 0;
+    bool hangup = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     int rc;
 
     for (;;) {
@@ -629,15 +650,26 @@ static void read_conn(ingest_net_t *n, conn_t *c)
             why = "protocol error";
             break;
         }
+        if (!c->ssl && r < READ_CHUNK && !hangup)
+            break; /* drained */
     }
     if (got) {
-        c->last_rx_us = mono_us();
-        cb_metric_add(n->m_bytes, (const char *[]){ c->protocol }, (double) got);
+        c->last_rx_us = n->now_us;
+        n->rx_bytes[c->ssl ? 1 : 0] += got; /* to the metric once a second */
     }
     if (!why && flush(n, c) != 0)
         why = "session ended";
     if (why)
         close_conn(n, c, why);
+}
+
+static void flush_rx_metric(ingest_net_t *n)
+{
+    if (n->rx_bytes[0])
+        cb_metric_add(n->m_bytes, (const char *[]){ "rtmp" }, (double) n->rx_bytes[0]);
+    if (n->rx_bytes[1])
+        cb_metric_add(n->m_bytes, (const char *[]){ "rtmps" }, (double) n->rx_bytes[1]);
+    n->rx_bytes[0] = n->rx_bytes[1] = 0;
 }
 
 static void check_timeouts(ingest_net_t *n)
@@ -667,6 +699,7 @@ static void *loop_main(void *arg)
     pthread_setname_np(pthread_self(), "ingest-net");
     while (!n->stopping) {
         k = epoll_wait(n->ep, events, CB_ARRAY_LEN(events), 500);
+        n->now_us = mono_us();
         for (i = 0; i < k; i++) {
             void *p = events[i].data.ptr;
             if (p == &n->lfd) {
@@ -677,20 +710,34 @@ static void *loop_main(void *arg)
                 drain_cmds(n);
             } else {
                 conn_t *c = p;
+                if (c->closed)
+                    continue;
                 if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                    read_conn(n, c);
+                    read_conn(n, c, events[i].events);
                 else if (events[i].events & EPOLLOUT && flush(n, c) != 0)
                     close_conn(n, c, "session ended");
             }
         }
-        if (mono_us() - last_check >= 1000000) {
+        free_dead(n);
+        if (n->now_us - last_check >= 1000000) {
             check_timeouts(n);
-            last_check = mono_us();
+            flush_rx_metric(n);
+            last_check = n->now_us;
+        }
+        /* busy: let a few ms of packets gather before the next wakeup */
+        if (k > 0 && n->cfg.read_batch_us > 0) {
+            int64_t spent = mono_us() - n->now_us;
+            if (spent < n->cfg.read_batch_us) {
+                struct timespec ts = { 0, (long) (n->cfg.read_batch_us - spent) * 1000 };
+                nanosleep(&ts, NULL);
+            }
         }
     }
+    flush_rx_metric(n);
     drain_cmds(n);
     while (n->conns)
         close_conn(n, n->conns, "server stopping");
+    free_dead(n);
     return NULL;
 }
 

@@ -14,6 +14,10 @@
  * auth_failures_max wrong keys in auth_failure_window is refused until the
  * window ends. A bad byte stream closes that connection only.
  *
+ * Reads are batched: after a round of events the loop pauses read_batch
+ * before waiting again, so one wakeup serves many publishers' packets
+ * (a publisher's frames wait at most that long in its socket buffer).
+ *
  * Thread safety: ingest_net_auth_result() and the kick op may be called from
  * any thread; the rest from the thread that owns the net.
  */
@@ -40,6 +44,7 @@ typedef struct ingest_net_config {
     int64_t max_connections;
     int64_t auth_failures_max;
     int64_t auth_failure_window_ms;
+    int64_t read_batch_us; /* pause between rounds of reads while busy (0: none) */
 } ingest_net_config_t;
 
 typedef struct ingest_net ingest_net_t;

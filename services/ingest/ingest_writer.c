@@ -48,6 +48,7 @@ typedef struct recording recording_t;
 
 typedef struct wstream {
     struct wstream *next;
+    struct wthread *thread; /* the writer thread that owns it */
     char id[64];
     int64_t last_us;  /* last activity, for forgetting idle streams */
     int64_t pending;  /* submitted, not yet acknowledged */
@@ -57,9 +58,18 @@ typedef struct wstream {
     int64_t written_max; /* highest seq written */
     int64_t *unacked;    /* seqs produced and not acknowledged, unordered */
     size_t nunacked, capunacked;
-    bool cursor_dirty;
+    bool cursor_dirty; /* announced moved since the cursor was written */
+    int64_t cursor_written_us;
     recording_t *rec;
 } wstream_t;
+
+/*
+ * The cursor is written with each segment. An acknowledgement alone moves
+ * only `announced`, which matters after a crash (what to announce again):
+ * it is written once the stream has been quiet this long, not after every
+ * acknowledgement (at worst one job is announced twice after a crash).
+ */
+#define CURSOR_QUIET_US (2LL * 1000000)
 
 typedef struct wjob {
     struct wjob *next;
@@ -84,6 +94,8 @@ typedef struct wthread {
     wjob_t *head, *tail; /* segments to write */
     wjob_t *retry;       /* announcements to produce again */
     wstream_t *streams;
+    size_t ndirty;     /* streams whose cursor is dirty */
+    int64_t forgot_us; /* last look for idle streams */
     bool stop;
 } wthread_t;
 
@@ -154,6 +166,60 @@ static void sidecar_key(const char *stream_id, int64_t seq, char *out, size_t ou
 
 /* ---- cursor ---- */
 
+typedef struct last_sidecar {
+    int64_t seq;
+} last_sidecar_t;
+
+static int find_last_sidecar(void *arg, const char *key, const cb_storage_stat_t *st)
+{
+    last_sidecar_t *l = arg;
+    const char *name = strrchr(key, '/');
+    char *end;
+    long long seq;
+
+    (void) st;
+    name = name ? name + 1 : key;
+    seq = strtoll(name, &end, 10);
+    if (end != name && strcmp(end, ".job.json") == 0 && seq > l->seq)
+        l->seq = seq;
+    return 0;
+}
+
+/*
+ * A cursor that does not parse (torn by a crash while it was rewritten in
+ * place): where the stream continues, from its newest job sidecar.
+ */
+static int cursor_rebuild(cb_storage_t *storage, const char *stream_id, ingest_cursor_t *out)
+{
+    char prefix[CB_STORAGE_KEY_MAX], key[CB_STORAGE_KEY_MAX];
+    last_sidecar_t last = { -1 };
+    json_t *j, *src;
+    cb_buf_t b;
+    int rc;
+
+    snprintf(prefix, sizeof(prefix), "live/%s/src/", stream_id);
+    rc = cb_storage_list(storage, prefix, find_last_sidecar, &last);
+    if (rc)
+        return rc;
+    cb_log_warn("writer: cursor of stream '%s' is unreadable; continuing after its job %lld",
+                stream_id, (long long) last.seq);
+    if (last.seq < 0)
+        return 0;
+    sidecar_key(stream_id, last.seq, key, sizeof(key));
+    cb_buf_init(&b, 1 << 20);
+    rc = cb_storage_get(storage, key, &b);
+    j = rc == 0 ? json_loadb(b.data ? b.data : "", b.len, 0, NULL) : NULL;
+    cb_buf_release(&b);
+    out->next_seq = last.seq + 1;
+    src = json_object_get(j, "source");
+    if (json_is_integer(json_object_get(src, "start_pts_90k")))
+        out->next_pts_90k = CB_MAX(json_integer_value(json_object_get(src, "start_pts_90k")) +
+                                       json_integer_value(json_object_get(src, "duration_90k")),
+                                   INGEST_TIMELINE_ORIGIN_90K);
+    json_decref(j);
+    return 0;
+}
+
 int ingest_writer_read_cursor(cb_storage_t *storage, const char *stream_id, ingest_cursor_t *out)
 {
     char key[CB_STORAGE_KEY_MAX];
@@ -177,7 +243,7 @@ int ingest_writer_read_cursor(cb_storage_t *storage, const char *stream_id, inge
     j = json_loadb(b.data ? b.data : "", b.len, 0, NULL);
     cb_buf_release(&b);
     if (!j)
-        return -EINVAL;
+        return cursor_rebuild(storage, stream_id, out);
     v = json_object_get(j, "next_seq");
     if (json_is_integer(v))
         out->next_seq = json_integer_value(v);
@@ -215,20 +281,45 @@ static int op_put(ingest_writer_t *w, const char *key, const void *data, size_t 
     return cb_storage_put(w->storage, key, data, len);
 }
 
-/* Thread locked. */
-static int write_cursor(ingest_writer_t *w, wstream_t *s)
+static int op_overwrite(ingest_writer_t *w, const char *key, const void *data, size_t len)
+{
+    return cb_storage_overwrite(w->storage, key, data, len);
+}
+
+typedef struct cursor_snap {
+    char id[INGEST_STREAM_ID_MAX];
+    int64_t next_seq, next_pts_90k, announced;
+} cursor_snap_t;
+
+/* Thread locked: what the cursor says now; it is written unlocked. */
+static void cursor_snapshot(wstream_t *s, cursor_snap_t *c)
+{
+    snprintf(c->id, sizeof(c->id), "%s", s->id);
+    c->next_seq = s->next_seq;
+    c->next_pts_90k = s->next_pts_90k;
+    c->announced = s->announced;
+    if (s->cursor_dirty)
+        s->thread->ndirty--;
+    s->cursor_dirty = false;
+    s->cursor_written_us = mono_us();
+}
+
+/*
+ * Unlocked. In place (no new file, no rename): the cursor is rewritten with
+ * every segment, and a torn cursor is rebuilt from the sidecars.
+ */
+static int write_cursor(ingest_writer_t *w, const cursor_snap_t *c)
 {
     char key[CB_STORAGE_KEY_MAX], text[256];
     int n;
 
-    cursor_key(s->id, key, sizeof(key));
+    cursor_key(c->id, key, sizeof(key));
     n = snprintf(text, sizeof(text),
                  "{\"v\":1,\"next_seq\":%lld,\"next_pts_90k\":%lld,\"announced\":%lld,"
                  "\"updated_at_ms\":%lld}\n",
-                 (long long) s->next_seq, (long long) s->next_pts_90k, (long long) s->announced,
+                 (long long) c->next_seq, (long long) c->next_pts_90k, (long long) c->announced,
                  (long long) wall_ms());
-    s->cursor_dirty = false;
-    return storage_retry(w, "writing cursor", key, op_put, text, (size_t) n);
+    return storage_retry(w, "writing cursor", key, op_overwrite, text, (size_t) n);
 }
 
 /* ---- per-stream state ---- */
@@ -245,6 +336,7 @@ static wstream_t *stream_get(wthread_t *t, const char *id)
     s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
+    s->thread = t;
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->last_us = mono_us();
     s->announced = -1;
@@ -291,6 +383,8 @@ static void stream_acked(ingest_writer_t *w, wstream_t *s, int64_t seq)
     for (i = 0; i < s->nunacked; i++)
         low = CB_MIN(low, s->unacked[i]);
     s->announced = s->nunacked ? low - 1 : s->written_max;
+    if (!s->cursor_dirty)
+        s->thread->ndirty++;
     s->cursor_dirty = true;
     s->pending--;
     atomic_fetch_sub(&w->unacked_total, 1);
@@ -648,9 +742,11 @@ static char *build_job(const wjob_t *j, const char *path, size_t *len)
 /* Writer thread, unlocked: make a segment durable and announce it. */
 static void process(ingest_writer_t *w, wthread_t *t, wjob_t *j)
 {
-    char key[CB_STORAGE_KEY_MAX], side[CB_STORAGE_KEY_MAX];
+    char key[CB_STORAGE_KEY_MAX], side[CB_STORAGE_KEY_MAX], session[sizeof(j->session)];
     ingest_segment_t *seg = j->seg;
+    cursor_snap_t snap;
     wstream_t *s;
+    bool record;
     int rc;
 
     ingest_writer_segment_key(j->info.id, seg->seq, seg->container, key, sizeof(key));
@@ -679,9 +775,11 @@ static void process(ingest_writer_t *w, wthread_t *t, wjob_t *j)
         }
         if (s->nunacked < s->capunacked)
             s->unacked[s->nunacked++] = seg->seq;
-        write_cursor(w, s);
+        cursor_snapshot(s, &snap);
     }
     pthread_mutex_unlock(&t->lock);
+    if (s && rc == 0 && j->msg)
+        rc = write_cursor(w, &snap);
     if (rc || !j->msg) {
         /* only when shutting down with storage gone: logged, counted, and not announced */
         cb_log_error("writer: segment %lld of stream '%s' was not stored", (long long) seg->seq,
@@ -697,20 +795,23 @@ static void process(ingest_writer_t *w, wthread_t *t, wjob_t *j)
         free(j);
         return;
     }
+    /* announce first: the recording's remux must not delay the job */
+    record = j->info.record;
+    snprintf(session, sizeof(session), "%s", j->session);
+    j->cut_us = seg->cut_us;
+    j->seq = seg->seq;
+    j->seg = NULL;
+    announce(w, j); /* j belongs to the delivery report from here on */
     /* s->rec is only ever touched by this thread: no lock for the remux */
-    if (j->info.record) {
-        recording_append(w, s, seg, j->session);
+    if (record) {
+        recording_append(w, s, seg, session);
         if (seg->end_of_stream && s->rec) {
             recording_t *r = s->rec;
             s->rec = NULL;
             recording_close(w, r, s->id, true);
         }
     }
-    j->cut_us = seg->cut_us;
-    j->seq = seg->seq;
     ingest_segment_free(seg);
-    j->seg = NULL;
-    announce(w, j);
 }
 
 static void *writer_main(void *arg)
@@ -747,12 +848,28 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&t->lock);
             continue;
         }
-        /* cursors whose announced mark moved */
-        for (s = t->streams; s; s = s->next) {
-            if (s->cursor_dirty)
-                write_cursor(w, s);
+        /* cursors whose announced mark moved, once their stream is quiet */
+        for (s = t->ndirty ? t->streams : NULL; s; s = s->next) {
+            if (!s->cursor_dirty)
+                continue;
+            if (s->pending == 0 &&
+                (now - s->last_us >= CURSOR_QUIET_US || atomic_load(&w->draining) || t->stop)) {
+                cursor_snap_t snap;
+                cursor_snapshot(s, &snap);
+                pthread_mutex_unlock(&t->lock);
+                write_cursor(w, &snap);
+                pthread_mutex_lock(&t->lock);
+                break; /* the list may have changed: look again */
+            }
+            if (s->pending == 0) /* else its acknowledgements wake us */
+                next_due = CB_MIN(next_due, s->last_us + CURSOR_QUIET_US);
         }
-        streams_forget_idle(w, t);
+        if (s)
+            continue;
+        if (now - t->forgot_us > 10 * 1000000LL) {
+            streams_forget_idle(w, t);
+            t->forgot_us = now;
+        }
         if (t->head) {
             j = t->head;
             t->head = j->next;
@@ -908,7 +1025,7 @@ void ingest_writer_drain(ingest_writer_t *w, int64_t deadline_ms)
         nanosleep(&ts, NULL);
     if (left > 0)
         cb_log_error("writer: %ld segments not acknowledged by Kafka at the drain deadline; they "
-                     "are announced again when their streams publish next",
+                     "are announced again from their sidecars when an ingest starts next",
                      left);
 }
 
