@@ -618,3 +618,29 @@ def test_timestamps_wrap_jump_and_reset(ingest, jobs_topic):
         assert 10 <= covered <= 13, (s["id"], covered)
         assert sum(1 for j in jobs if j.get("discontinuity")) == discontinuities, jobs
     assert "timestamps jumped" in ingest.log_text()
+
+
+def test_a_torn_cursor_is_rebuilt_from_the_sidecars(ingest, jobs_topic):
+    s = create_stream(ingest)
+    assert finish(publish(s["publish"]["rtmp"]))[0] == 0
+    first = unique_jobs(jobs_topic.wait(s["id"], lambda js: any(j.get("end_of_stream")
+                                                                for j in js)))
+    # the cursor is rewritten in place: a machine crash could leave half of it
+    cursor = ingest.storage / "live" / s["id"] / "src" / "cursor.json"
+
+    def settled():  # the writer's last word on it: every job acknowledged
+        try:
+            return json.loads(cursor.read_text())["announced"] == first[-1]["seq"]
+        except (OSError, ValueError, KeyError):
+            return False
+    wait_until(settled, 60, 0.2, "the final cursor")
+    cursor.write_text(cursor.read_text()[:17])
+    assert finish(publish(s["publish"]["rtmp"]))[0] == 0
+    jobs = jobs_topic.wait(s["id"], lambda js: sum(1 for j in js if j.get("end_of_stream")) >= 2)
+    jobs = unique_jobs(jobs)
+    assert [j["seq"] for j in jobs] == list(range(len(jobs)))  # no seq used twice
+    second = jobs[len(first)]
+    last = first[-1]["source"]
+    assert second["source"]["start_pts_90k"] == last["start_pts_90k"] + last["duration_90k"]
+    assert second.get("discontinuity")
+    assert "cursor of stream" in ingest.log_text()
