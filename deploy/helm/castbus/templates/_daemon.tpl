@@ -33,9 +33,28 @@ port, the shutdown grace and the dependencies, and .v.env adds the rest.
 {{- if has "storage" $deps }}
 {{- $_ := set $data "CASTBUS_STORAGE_URL" $root.Values.storage.url }}
 {{- end }}
+{{- /* publish listeners: the open ones get their port, the others 0 (off) */}}
+{{- $open := fromYaml (include "castbus.listeners" .) }}
+{{- range $name, $l := (.meta.listeners | default dict) }}
+{{- $_ := set $data $l.env (toString (dig $name "port" 0 $open)) }}
+{{- end }}
+{{- if include "castbus.mountsTls" . }}
+{{- $dir := include "castbus.tlsDir" $root }}
+{{- $_ := set $data .meta.tls.cert (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $data .meta.tls.key (printf "%s/tls.key" $dir) }}
+{{- end }}
+{{- with .meta.workDir }}
+{{- $_ := set $data . (include "castbus.workDir" $root) }}
+{{- end }}
+{{- if and .meta.publicHost .v.publicHost }}
+{{- $_ := set $data .meta.publicHost .v.publicHost }}
+{{- end }}
+{{- if and .meta.playbackBaseUrl $root.Values.playback.baseUrl }}
+{{- $_ := set $data .meta.playbackBaseUrl $root.Values.playback.baseUrl }}
+{{- end }}
 {{- range $key, $val := .v.env }}
 {{- if hasKey $data $key }}
-{{- fail (printf "%s.env.%s: the chart sets %s itself (ports, shutdown, kafka, nats and storage values)" $.meta.key $key $key) }}
+{{- fail (printf "%s.env.%s: the chart sets %s itself (ports, shutdown, TLS, work dir, public URLs, kafka, nats and storage values)" $.meta.key $key $key) }}
 {{- end }}
 {{- $_ := set $data $key (include "castbus.str" $val) }}
 {{- end }}
@@ -60,6 +79,14 @@ port, the shutdown grace and the dependencies, and .v.env adds the rest.
 {{- $s := splitList " " (include "castbus.kafkaSaslSecrets" .root) }}
 {{ include "castbus.secretEnv" (dict "env" "CASTBUS_KAFKA_SASL_USERNAME" "secret" (index $s 0) "key" $v.kafka.sasl.usernameKey) }}
 {{ include "castbus.secretEnv" (dict "env" "CASTBUS_KAFKA_SASL_PASSWORD" "secret" (index $s 1) "key" $v.kafka.sasl.passwordKey) }}
+{{- end }}
+{{- if has "srt" (.meta.secrets | default list) }}
+{{- $open := fromYaml (include "castbus.listeners" .) }}
+{{- $s := include "castbus.srtSecret" .root }}
+{{- if and (hasKey $open "srt") $s }}
+{{- $s := splitList " " $s }}
+{{ include "castbus.secretEnv" (dict "env" "CASTBUS_SRT_PASSPHRASE" "secret" (index $s 0) "key" (index $s 1)) }}
+{{- end }}
 {{- end }}
 {{- if has "nats" $deps }}
 {{- $a := $v.nats.auth }}
@@ -129,6 +156,66 @@ spec:
 {{- end }}
 {{- end }}
 
+{{/*
+The publish Service of a daemon with listeners (ingest): <name>-publish,
+for encoders from outside, next to the admin Service. Its ports are the
+container ports (the publish URLs ingest hands out carry them). Labelled
+castbus.io/service: publish, which the ServiceMonitors leave out.
+*/}}
+{{- define "castbus.publishService" -}}
+{{- include "castbus.daemon.init" . }}
+{{- $ps := .v.publishService }}
+{{- $open := fromYaml (include "castbus.listeners" .) }}
+{{- if and .v.enabled .meta.listeners $ps $ps.enabled $open }}
+{{- $external := has $ps.type (list "NodePort" "LoadBalancer") }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ printf "%s-publish" .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "castbus.labels" (dict "root" .root "component" .daemon) | nindent 4 }}
+    castbus.io/service: publish
+    {{- with $ps.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $ps.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $ps.type }}
+  {{- if $external }}
+  externalTrafficPolicy: {{ $ps.externalTrafficPolicy }}
+  {{- end }}
+  {{- if eq $ps.type "LoadBalancer" }}
+  {{- with $ps.loadBalancerClass }}
+  loadBalancerClass: {{ . }}
+  {{- end }}
+  {{- with $ps.loadBalancerIP }}
+  loadBalancerIP: {{ . }}
+  {{- end }}
+  {{- with $ps.loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- end }}
+  selector:
+    {{- include "castbus.selectorLabels" (dict "root" .root "component" .daemon) | nindent 4 }}
+  ports:
+    {{- range $name, $l := $open }}
+    - name: {{ $name }}
+      port: {{ $l.port }}
+      targetPort: {{ $name }}
+      protocol: {{ $l.protocol }}
+      {{- $nodePort := index ($ps.nodePorts | default dict) $name }}
+      {{- if and $external $nodePort }}
+      nodePort: {{ $nodePort | int }}
+      {{- end }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "castbus.deployment" -}}
 {{- include "castbus.daemon.init" . }}
 {{- if .v.enabled }}
@@ -140,6 +227,16 @@ spec:
 {{- fail (printf "%s.shutdown: terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + graceSeconds (%d + %d), or Kubernetes kills the daemon mid-drain" .meta.key (int $sd.terminationGracePeriodSeconds) (int $sd.preStopSleepSeconds) (int $sd.graceSeconds)) }}
 {{- end }}
 {{- $kafkaCa := and (has "kafka" $deps) $root.Values.kafka.tls.enabled $root.Values.kafka.tls.caSecret }}
+{{- $listeners := fromYaml (include "castbus.listeners" .) }}
+{{- $tls := include "castbus.mountsTls" . }}
+{{- $taken := dict (printf "%d/TCP" (int $v.ports.http)) "http" }}
+{{- range $name, $l := $listeners }}
+{{- $port := printf "%d/%s" (int $l.port) $l.protocol }}
+{{- with index $taken $port }}
+{{- fail (printf "%s.ports: %s and %s both use %s" $.meta.key . $name $port) }}
+{{- end }}
+{{- $_ := set $taken $port $name }}
+{{- end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -170,6 +267,10 @@ spec:
       annotations:
         checksum/config: {{ include "castbus.configData" . | sha256sum }}
         checksum/secret: {{ include "castbus.secretData" $root | sha256sum }}
+        {{- if and $tls (not $root.Values.tls.existingSecret) }}
+        # the daemon reads the certificate at start: roll when it changes
+        checksum/tls: {{ printf "%s%s" $root.Values.tls.cert $root.Values.tls.key | sha256sum }}
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -204,6 +305,11 @@ spec:
             - name: http
               containerPort: {{ $v.ports.http | int }}
               protocol: TCP
+            {{- range $name, $l := $listeners }}
+            - name: {{ $name }}
+              containerPort: {{ $l.port }}
+              protocol: {{ $l.protocol }}
+            {{- end }}
           startupProbe:
             httpGet:
               path: /healthz
@@ -245,10 +351,43 @@ spec:
               mountPath: {{ include "castbus.kafkaCaDir" $root }}
               readOnly: true
             {{- end }}
+            {{- if .meta.workDir }}
+            - name: work
+              mountPath: {{ include "castbus.workDir" $root }}
+            {{- end }}
+            {{- if $tls }}
+            - name: tls
+              mountPath: {{ include "castbus.tlsDir" $root }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 256Mi
+        {{- if .meta.workDir }}
+        {{- $wd := $v.workDir | default dict }}
+        - name: work
+          emptyDir:
+            {{- if not (or $wd.medium $wd.sizeLimit) }} {}{{ end }}
+            {{- with $wd.medium }}
+            medium: {{ . }}
+            {{- end }}
+            {{- with $wd.sizeLimit }}
+            sizeLimit: {{ . }}
+            {{- end }}
+        {{- end }}
+        {{- if $tls }}
+        - name: tls
+          secret:
+            secretName: {{ include "castbus.tlsSecretName" $root }}
+            # readable by the pod's fsGroup only
+            defaultMode: 0440
+            items:
+              - key: tls.crt
+                path: tls.crt
+              - key: tls.key
+                path: tls.key
+        {{- end }}
         {{- if has "storage" $deps }}
         - name: media
           {{- if $root.Values.storage.persistence.enabled }}
@@ -342,6 +481,9 @@ spec:
 {{- end }}
 {{- end }}
 {{- $query := default $meta.query $k.query }}
+{{- if and $meta.listeners (lt (int $k.minReplicaCount) 1) }}
+{{- fail (printf "%s.keda.minReplicaCount must be at least 1: encoders need a running %s pod to connect to, and publishers are what it scales on" $meta.key .daemon) }}
+{{- end }}
 {{- if and (eq $meta.scaler "prometheus") (not $query) }}
 {{- fail (printf "%s.keda.query: %s has no built-in load metric yet; give a PromQL query to scale on" $meta.key .daemon) }}
 {{- end }}
@@ -434,6 +576,19 @@ spec:
       from:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+    {{- $open := fromYaml (include "castbus.listeners" .) }}
+    {{- if $open }}
+    # The publish ports: encoders (from publishFrom peers, or anywhere).
+    - ports:
+        {{- range $name, $l := $open }}
+        - port: {{ $l.port }}
+          protocol: {{ $l.protocol }}
+        {{- end }}
+      {{- with $np.publishFrom }}
+      from:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- end }}
   egress:
     - ports:
         {{- range $g.dnsPorts }}
@@ -482,6 +637,10 @@ spec:
   selector:
     matchLabels:
       {{- include "castbus.selectorLabels" (dict "root" .root "component" .daemon) | nindent 6 }}
+    # the admin Service only, not a publish Service (no metrics there)
+    matchExpressions:
+      - key: castbus.io/service
+        operator: DoesNotExist
   endpoints:
     - port: http
       path: /metrics

@@ -60,13 +60,33 @@ scales it, and for Kafka consumers the topics it consumes with their
 partition counts (proto/*.toml; tools/check-deploy compares them with
 `castbus-busctl topics list`). The consumer group is the daemon's name.
 Prometheus queries get @SELECTOR@ replaced by the daemon's series labels.
+Daemons that clients reach from outside also have:
+  listeners  name: values ports.<name>, the CASTBUS_* setting, the protocol,
+             tls: true when it opens only with the TLS certificate (the
+             containerPort and the publish Service port are named <name>;
+             tools/check-rendered compares them with <name>_port of
+             --help-json)
+  tls        the settings that get the mounted certificate and key files
+  workDir    the setting of its local scratch directory (an emptyDir)
+  publicHost the setting that gets <key>.publicHost
+  playbackBaseUrl  the setting that gets playback.baseUrl
+  secrets    top-level secret blocks it reads besides the common ones (srt)
 */}}
 {{- define "castbus.daemonTable" -}}
 ingest:
   key: ingest
   deps: [kafka, postgres, storage]
   scaler: prometheus
-  query: ""
+  query: 'sum(castbus_ingest_publishers{@SELECTOR@})'
+  listeners:
+    rtmp: {env: CASTBUS_RTMP_PORT, protocol: TCP}
+    rtmps: {env: CASTBUS_RTMPS_PORT, protocol: TCP, tls: true}
+    srt: {env: CASTBUS_SRT_PORT, protocol: UDP}
+  tls: {cert: CASTBUS_TLS_CERT, key: CASTBUS_TLS_KEY}
+  workDir: CASTBUS_WORK_DIR
+  publicHost: CASTBUS_PUBLIC_HOST
+  playbackBaseUrl: CASTBUS_PLAYBACK_BASE_URL
+  secrets: [srt]
 transcode-worker:
   key: transcodeWorker
   deps: [kafka, storage]
@@ -223,6 +243,52 @@ lets false, 0 and "" override: a daemon may turn off what defaults turn on.
 /etc/castbus/kafka-ca
 {{- end }}
 
+{{/* Where the TLS certificate and key (tls.*) are mounted. */}}
+{{- define "castbus.tlsDir" -}}
+/etc/castbus/tls
+{{- end }}
+
+{{/* Where a daemon's work directory (an emptyDir) is mounted. */}}
+{{- define "castbus.workDir" -}}
+/var/lib/castbus/work
+{{- end }}
+
+{{/*
+The daemon's publish listeners that are open, as YAML: name -> {port,
+protocol, env}; (context from castbus.daemon.init). A port of 0 or null is
+off, and a tls listener is off without tls.enabled.
+*/}}
+{{- define "castbus.listeners" -}}
+{{- $out := dict }}
+{{- range $name, $l := (.meta.listeners | default dict) }}
+{{- $port := index $.v.ports $name }}
+{{- if and $port (gt (int $port) 0) (or (not $l.tls) $.root.Values.tls.enabled) }}
+{{- $_ := set $out $name (dict "port" (int $port) "protocol" $l.protocol "env" $l.env) }}
+{{- end }}
+{{- end }}
+{{- if $out }}
+{{- toYaml $out }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the daemon mounts the TLS certificate: it has an open tls listener. */}}
+{{- define "castbus.mountsTls" -}}
+{{- $open := fromYaml (include "castbus.listeners" .) }}
+{{- range $name, $l := (.meta.listeners | default dict) }}
+{{- if and $l.tls (hasKey $open $name) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret and key holding the SRT passphrase, as "secret key", or nothing. */}}
+{{- define "castbus.srtSecret" -}}
+{{- $s := .Values.srt }}
+{{- if $s.existingSecret }}
+{{- printf "%s %s" $s.existingSecret $s.existingSecretKey }}
+{{- else if $s.passphrase }}
+{{- printf "%s %s" (include "castbus.secretName" .) $s.existingSecretKey }}
+{{- end }}
+{{- end }}
+
 {{/*
 The data of the chart's Secret as YAML (plain values, not yet base64), or
 nothing when every secret comes from an existing Secret. Only what some
@@ -255,6 +321,9 @@ enabled daemon reads is included.
 {{- end }}
 {{- if and $v.drmLicense.enabled (not $v.drm.existingSecret) }}
 {{- $_ := set $data $v.drm.existingSecretKey $v.drm.contentKeyEncryptionKey }}
+{{- end }}
+{{- if and $v.ingest.enabled $v.ingest.ports.srt (not $v.srt.existingSecret) $v.srt.passphrase }}
+{{- $_ := set $data $v.srt.existingSecretKey $v.srt.passphrase }}
 {{- end }}
 {{- if $data }}
 {{- toYaml $data }}
@@ -300,5 +369,8 @@ enabled daemon reads is included.
 {{- end }}
 {{- if and $v.tls.enabled (not $v.tls.existingSecret) (not (and $v.tls.cert $v.tls.key)) }}
 {{- fail "tls.enabled needs tls.cert and tls.key, or tls.existingSecret" }}
+{{- end }}
+{{- if and $v.srt.existingSecret $v.srt.passphrase }}
+{{- fail "srt: the passphrase comes from existingSecret; leave srt.passphrase empty" }}
 {{- end }}
 {{- end }}
