@@ -82,6 +82,7 @@ struct cb_daemon {
     time_t started_at;
     pthread_t signal_thread;
     bool signal_thread_started;
+    bool ran; /* cb_daemon_run went through: log "stopped" when freed */
     atomic_bool draining;
     atomic_int exit_code;
 };
@@ -478,7 +479,7 @@ int cb_daemon_run(cb_daemon_t *d)
     }
     pthread_join(d->signal_thread, NULL);
     d->signal_thread_started = false;
-    cb_log_info("stopped");
+    d->ran = true; /* "stopped" is logged by cb_daemon_free, after the last component */
     return atomic_load(&d->exit_code);
 }
 
@@ -497,6 +498,8 @@ void cb_daemon_free(cb_daemon_t *d)
             c->ops->free(c->obj);
     }
     cb_http_free(d->http);
+    if (d->ran) /* every thread that could log is gone: this is the last line */
+        cb_log_info("stopped");
     cb_metrics_free(d->metrics);
     cb_config_free(d->config);
     json_decref(d->info);
