@@ -611,11 +611,15 @@ def test_timestamps_wrap_jump_and_reset(ingest, jobs_topic):
     ]
     results = [finish_loadgen(p) for p in procs]
     assert [rc for rc, _ in results] == [0, 0, 0], results
-    for s, discontinuities in [(wrap, 0), (jump, 1), (reset, 1)]:
+    for s, discontinuities, (_, summary) in zip([wrap, jump, reset], [0, 1, 1], results):
         jobs = unique_jobs(jobs_topic.wait(s["id"], lambda js: any(j.get("end_of_stream")
                                                                    for j in js)))
         covered = check_timeline(ingest.storage, jobs)  # contiguous: no gap, no spin
-        assert 10 <= covered <= 13, (s["id"], covered)
+        # the timeline holds what was sent, whatever the clock did; how much was sent
+        # depends on how fast this machine connected, so it comes from the encoder
+        sent = summary["media_s_max"]
+        assert sent > 6, summary  # past the jump
+        assert abs(covered - sent) < 0.5, (s["id"], covered, summary)
         assert sum(1 for j in jobs if j.get("discontinuity")) == discontinuities, jobs
     assert "timestamps jumped" in ingest.log_text()
 

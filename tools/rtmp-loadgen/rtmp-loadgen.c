@@ -101,6 +101,7 @@ typedef struct pub {
     uint64_t loop;
     bool jumped;
     uint64_t bytes;
+    uint32_t sent_ms; /* media time of the last tag sent */
     char error[160];
 } pub_t;
 
@@ -624,6 +625,7 @@ static int send_due(pub_t *p, const media_t *m, const opts_t *o, int64_t now)
             if (rc)
                 return rc;
             p->bytes += t->len;
+            p->sent_ms = media_ms;
         }
         if (++p->next_tag == m->ntags) {
             p->next_tag = 0;
@@ -830,18 +832,25 @@ static void report(const pub_t *pubs, size_t n, double t, bool final)
 {
     size_t counts[P_FAILED + 1] = { 0 };
     uint64_t bytes = 0;
+    uint32_t media_min = UINT32_MAX, media_max = 0;
     size_t i, shown = 0;
 
     for (i = 0; i < n; i++) {
         counts[pubs[i].state]++;
         bytes += pubs[i].bytes;
+        if (pubs[i].sent_ms < media_min)
+            media_min = pubs[i].sent_ms;
+        if (pubs[i].sent_ms > media_max)
+            media_max = pubs[i].sent_ms;
     }
     printf("{\"%s\":true,\"t_s\":%.1f,\"publishers\":%zu,\"publishing\":%zu,\"connecting\":%zu,"
-           "\"done\":%zu,\"failed\":%zu,\"media_bytes\":%llu",
+           "\"done\":%zu,\"failed\":%zu,\"media_bytes\":%llu,\"media_s_min\":%.3f,"
+           "\"media_s_max\":%.3f",
            final ? "summary" : "report", t, n, counts[P_PUBLISHING],
            counts[P_CONNECTING] + counts[P_HANDSHAKE] + counts[P_CONNECT] + counts[P_CREATE] +
                counts[P_PUBLISH],
-           counts[P_DONE] + counts[P_CLOSING], counts[P_FAILED], (unsigned long long) bytes);
+           counts[P_DONE] + counts[P_CLOSING], counts[P_FAILED], (unsigned long long) bytes,
+           n ? media_min / 1000.0 : 0.0, media_max / 1000.0);
     if (counts[P_FAILED]) {
         printf(",\"errors\":[");
         for (i = 0; i < n && shown < MAX_ERRORS; i++) {
