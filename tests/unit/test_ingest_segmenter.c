@@ -270,6 +270,74 @@ static void test_audio_only(void **state)
     ingest_segmenter_free(s);
 }
 
+/* AV1 (Enhanced RTMP 'av01') has no MPEG-TS mapping: its segments are fragmented MP4. */
+static void test_av1_goes_into_fragmented_mp4(void **state)
+{
+    AVFormatContext *in = NULL;
+    AVPacket *pkt = av_packet_alloc();
+    ingest_segmenter_t *s;
+    ingest_segment_t *seg;
+    run_t r = { 0 };
+    int64_t last = 0;
+    int fed = 0, muxed = 0, i;
+    unsigned k;
+
+    (void) state;
+    assert_int_equal(avformat_open_input(&in, "tests/data/media/av1_aac_2s.mp4", NULL, NULL), 0);
+    assert_true(avformat_find_stream_info(in, NULL) >= 0);
+    assert_int_equal(ingest_segmenter_new(&two_seconds, 0, &s), 0);
+    for (k = 0; k < in->nb_streams; k++) {
+        AVCodecParameters *par = in->streams[k]->codecpar;
+        ingest_track_config_t cfg = { .extradata = par->extradata,
+                                      .extradata_len = (size_t) par->extradata_size,
+                                      .width = par->width,
+                                      .height = par->height,
+                                      .sample_rate = par->sample_rate,
+                                      .channels = par->ch_layout.nb_channels };
+        cfg.codec = par->codec_id == AV_CODEC_ID_AV1 ? INGEST_CODEC_AV1 : INGEST_CODEC_AAC;
+        assert_int_equal(
+            ingest_segmenter_configure(
+                s, par->codec_type == AVMEDIA_TYPE_VIDEO ? INGEST_VIDEO : INGEST_AUDIO, &cfg),
+            0);
+    }
+    while (av_read_frame(in, pkt) >= 0) {
+        AVStream *st = in->streams[pkt->stream_index];
+        bool video = st->codecpar->codec_type == AVMEDIA_TYPE_VIDEO;
+        int64_t dts = OFFSET_90K + av_rescale_q(pkt->dts, st->time_base, (AVRational){ 1, 90000 });
+        int64_t pts = OFFSET_90K + av_rescale_q(pkt->pts, st->time_base, (AVRational){ 1, 90000 });
+        int rc = ingest_segmenter_write(s, video ? INGEST_VIDEO : INGEST_AUDIO,
+                                        (pkt->flags & AV_PKT_FLAG_KEY) != 0, dts, pts, pkt->data,
+                                        (size_t) pkt->size, &seg);
+
+        if (rc < 0)
+            fail_msg("write: %s", ingest_segmenter_error(s));
+        if (rc == 1)
+            collect(&r, seg);
+        fed += video;
+        last = CB_MAX(last, dts);
+        av_packet_unref(pkt);
+    }
+    if (ingest_segmenter_finish(s, last + 3600, true, &seg) == 1)
+        collect(&r, seg);
+    assert_true(r.n >= 1);
+    for (i = 0; i < r.n; i++) {
+        probe_t p;
+
+        assert_string_equal(r.segs[i]->container, "mp4");
+        assert_int_equal(r.segs[i]->video_codec, INGEST_CODEC_AV1);
+        probe_segment(r.segs[i], &p);
+        assert_string_equal(p.vcodec, "av1");
+        assert_string_equal(p.acodec, "aac");
+        assert_true(p.first_video_key);
+        muxed += p.video;
+    }
+    assert_int_equal(muxed, fed);
+    free_run(&r);
+    ingest_segmenter_free(s);
+    av_packet_free(&pkt);
+    avformat_close_input(&in);
+}
+
 static void test_no_keyframe_is_an_error(void **state)
 {
     const ingest_segmenter_opts_t strict = { .target_90k = 90000,
@@ -310,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_long_gop_gives_longer_segments),
         cmocka_unit_test(test_discontinuity_cuts_at_next_keyframe),
         cmocka_unit_test(test_audio_only),
+        cmocka_unit_test(test_av1_goes_into_fragmented_mp4),
         cmocka_unit_test(test_no_keyframe_is_an_error),
     };
     av_log_set_level(AV_LOG_ERROR);
