@@ -10,8 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libavutil/log.h>
-
+#include "avlog.h"
 #include "log.h"
 
 #include "ingest_events.h"
@@ -440,29 +439,6 @@ json_t *ingest_app_urls(const ingest_app_t *app, const char *stream_id, const ch
  * complaint) become JSON log lines at warn level; FFmpeg writes a line in
  * pieces, so pieces are gathered per thread up to the newline.
  */
-static void ffmpeg_log(void *avcl, int level, const char *fmt, va_list vl)
-{
-    static _Thread_local char line[1024];
-    static _Thread_local size_t used;
-    static _Thread_local int print_prefix = 1;
-    size_t n;
-
-    if (level > AV_LOG_WARNING)
-        return;
-    av_log_format_line2(avcl, level, fmt, vl, line + used, (int) (sizeof(line) - used),
-                        &print_prefix);
-    n = strlen(line + used);
-    used += n;
-    if (used > 0 && line[used - 1] != '\n' && used < sizeof(line) - 1)
-        return;
-    while (used > 0 && (line[used - 1] == '\n' || line[used - 1] == '\r'))
-        line[--used] = '\0';
-    if (used > 0)
-        cb_log_warn("ffmpeg: %s", line);
-    used = 0;
-    line[0] = '\0';
-}
-
 static void recover_work(void *arg)
 {
     ingest_app_t *app = arg;
@@ -559,7 +535,7 @@ int ingest_app_start(ingest_app_t *app, cb_daemon_t *d)
     int rc;
 
     app->daemon = d;
-    av_log_set_callback(ffmpeg_log);
+    cb_avlog_install();
     gethostname(host, sizeof(host) - 1);
     snprintf(app->instance, sizeof(app->instance), "%s:%d", host, (int) getpid());
     pthread_mutex_init(&app->stats_lock, NULL);
