@@ -48,7 +48,8 @@ PKG_CONFIG ?= pkg-config
 PKGS := libwebsockets jansson rdkafka libnats libpq hiredis libcurl openssl
 # libraries only some daemons link (pkg-config names)
 ingest_PKGS := libavformat libavcodec libavutil srt
-SERVICE_PKGS := $(ingest_PKGS)
+transcode-worker_PKGS := libavformat libavcodec libavutil libswscale libswresample
+SERVICE_PKGS := $(ingest_PKGS) $(transcode-worker_PKGS)
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) $(SERVICE_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 SERVICE_PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVICE_PKGS) 2>/dev/null)
@@ -330,11 +331,14 @@ run: bootstrap
 
 # ---- benchmarks (not part of make test: they take minutes and want a quiet machine) ----
 
-.PHONY: bench bench-ingest
-bench: bench-ingest
+.PHONY: bench bench-ingest bench-transcode
+bench: bench-ingest bench-transcode
 
 bench-ingest: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/ingest $(BENCH_ARGS)
+
+bench-transcode: bootstrap all
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/transcode $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

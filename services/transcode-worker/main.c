@@ -4,17 +4,19 @@
  *
  * This daemon is a member of the transcode-worker consumer group on
  * media.transcode.jobs; renditions go to storage and results to
- * media.transcode.done.
- *
- * main.c wires configuration, dependencies and routes; the daemon's job will
- * live beside it in transcode_worker_*.c: job handling and the one-shot mode
- * arrive with issue #4.
+ * media.transcode.done. With --once it transcodes one file and exits
+ * (transcode_once.c); the pipeline itself is transcode_pipeline.c.
  */
+#include <errno.h>
+
+#include "avlog.h"
 #include "daemon.h"
 #include "deps.h"
+#include "transcode_once.h"
 
 typedef struct transcode_worker_app {
     cb_deps_t deps;
+    transcode_once_config_t once;
 } transcode_worker_app_t;
 
 static transcode_worker_app_t app = {
@@ -26,14 +28,29 @@ static transcode_worker_app_t app = {
 static int add_config(cb_daemon_t *d, void *arg)
 {
     transcode_worker_app_t *a = arg;
+    int rc = cb_deps_add_config(&a->deps, d);
 
-    return cb_deps_add_config(&a->deps, d);
+    if (rc == 0)
+        rc = cb_config_add(cb_daemon_config(d), "one-shot", transcode_once_config_keys, &a->once);
+    return rc;
 }
 
 static int setup(cb_daemon_t *d, void *arg)
 {
     transcode_worker_app_t *a = arg;
 
+    cb_avlog_install();
+    if (a->once.once) {
+        /* one file, no Kafka, no HTTP: the exit code says how it went */
+        switch (transcode_once_run(&a->once)) {
+        case 0:
+            return CB_DAEMON_EXIT;
+        case 2:
+            return -EINVAL;
+        default:
+            return -EIO;
+        }
+    }
     return cb_deps_connect(&a->deps, d);
 }
 

@@ -1,0 +1,546 @@
+/*
+ * transcode_cmaf.c - ISO BMFF boxes for CMAF init and media segments.
+ *
+ * DESIGN: boxes are appended to a cb_buf; a box's size is patched in when
+ * it is closed (box_open returns where the size goes). Appends only fail
+ * when the buffer's maximum is reached; the first failure is remembered in
+ * the writer and returned at the end, so the box code reads straight.
+ */
+#include "transcode_cmaf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "defs.h"
+
+typedef struct w {
+    cb_buf_t *b;
+    int err;
+} w_t;
+
+static void put(w_t *w, const void *p, size_t n)
+{
+    if (w->err == 0)
+        w->err = cb_buf_append(w->b, p, n);
+}
+
+static void u8(w_t *w, uint8_t v)
+{
+    put(w, &v, 1);
+}
+
+static void u16(w_t *w, uint16_t v)
+{
+    uint8_t b[2] = { (uint8_t) (v >> 8), (uint8_t) v };
+
+    put(w, b, 2);
+}
+
+static void u24(w_t *w, uint32_t v)
+{
+    uint8_t b[3] = { (uint8_t) (v >> 16), (uint8_t) (v >> 8), (uint8_t) v };
+
+    put(w, b, 3);
+}
+
+static void u32(w_t *w, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t) (v >> 24), (uint8_t) (v >> 16), (uint8_t) (v >> 8), (uint8_t) v };
+
+    put(w, b, 4);
+}
+
+static void u64(w_t *w, uint64_t v)
+{
+    u32(w, (uint32_t) (v >> 32));
+    u32(w, (uint32_t) v);
+}
+
+static void zeros(w_t *w, size_t n)
+{
+    static const uint8_t z[64];
+
+    while (n > 0) {
+        size_t k = CB_MIN(n, sizeof(z));
+
+        put(w, z, k);
+        n -= k;
+    }
+}
+
+static void fourcc(w_t *w, const char *cc)
+{
+    put(w, cc, 4);
+}
+
+static size_t box_open(w_t *w, const char *type)
+{
+    size_t at = w->b->len;
+
+    u32(w, 0);
+    fourcc(w, type);
+    return at;
+}
+
+static size_t fullbox_open(w_t *w, const char *type, uint8_t version, uint32_t flags)
+{
+    size_t at = box_open(w, type);
+
+    u8(w, version);
+    u24(w, flags);
+    return at;
+}
+
+static void patch32(w_t *w, size_t at, uint32_t v)
+{
+    uint8_t *p = (uint8_t *) w->b->data + at;
+
+    if (w->err)
+        return;
+    p[0] = (uint8_t) (v >> 24);
+    p[1] = (uint8_t) (v >> 16);
+    p[2] = (uint8_t) (v >> 8);
+    p[3] = (uint8_t) v;
+}
+
+static void box_close(w_t *w, size_t at)
+{
+    patch32(w, at, (uint32_t) (w->b->len - at));
+}
+
+/* ---- describing tracks ---- */
+
+/* Next Annex B NAL unit at or after *pos: sets nal and nal_len, advances *pos. */
+static bool next_nal(const uint8_t *p, size_t len, size_t *pos, const uint8_t **nal,
+                     size_t *nal_len)
+{
+    size_t i = *pos, start, end;
+
+    while (i + 3 <= len && !(p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1))
+        i++;
+    if (i + 3 > len)
+        return false;
+    start = end = i + 3;
+    while (end + 3 <= len && !(p[end] == 0 && p[end + 1] == 0 && p[end + 2] == 1))
+        end++;
+    if (end + 3 > len)
+        end = len;
+    *pos = end;
+    /* a NAL unit ends with its stop bit: zeros are the next start code's */
+    while (end > start && p[end - 1] == 0)
+        end--;
+    *nal = p + start;
+    *nal_len = end - start;
+    return true;
+}
+
+int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
+                       size_t len, char *err, size_t errlen)
+{
+    const uint8_t *sps = NULL, *pps = NULL, *nal;
+    size_t sps_len = 0, pps_len = 0, nal_len, pos = 0, n = 0;
+    uint8_t *c = t->config;
+
+    memset(t, 0, sizeof(*t));
+    t->video = true;
+    t->timescale = 90000;
+    t->width = width;
+    t->height = height;
+    if (len >= 7 && extradata[0] == 1) {
+        /* already an avcC */
+        if (len > sizeof(t->config))
+            goto bad;
+        memcpy(t->config, extradata, len);
+        t->config_len = len;
+        snprintf(t->codecs, sizeof(t->codecs), "avc1.%02x%02x%02x", extradata[1], extradata[2],
+                 extradata[3]);
+        return 0;
+    }
+    while (next_nal(extradata, len, &pos, &nal, &nal_len)) {
+        if (nal_len == 0)
+            continue;
+        if ((nal[0] & 0x1f) == 7 && !sps) {
+            sps = nal;
+            sps_len = nal_len;
+        } else if ((nal[0] & 0x1f) == 8 && !pps) {
+            pps = nal;
+            pps_len = nal_len;
+        }
+    }
+    if (!sps || sps_len < 4 || !pps || 11 + sps_len + pps_len > sizeof(t->config))
+        goto bad;
+    c[n++] = 1;      /* configurationVersion */
+    c[n++] = sps[1]; /* AVCProfileIndication */
+    c[n++] = sps[2]; /* profile_compatibility */
+    c[n++] = sps[3]; /* AVCLevelIndication */
+    c[n++] = 0xff;   /* 4-byte NAL lengths */
+    c[n++] = 0xe1;   /* one SPS */
+    c[n++] = (uint8_t) (sps_len >> 8);
+    c[n++] = (uint8_t) sps_len;
+    memcpy(c + n, sps, sps_len);
+    n += sps_len;
+    c[n++] = 1; /* one PPS */
+    c[n++] = (uint8_t) (pps_len >> 8);
+    c[n++] = (uint8_t) pps_len;
+    memcpy(c + n, pps, pps_len);
+    n += pps_len;
+    t->config_len = n;
+    snprintf(t->codecs, sizeof(t->codecs), "avc1.%02x%02x%02x", sps[1], sps[2], sps[3]);
+    return 0;
+bad:
+    snprintf(err, errlen, "h264 encoder headers: no usable SPS/PPS (%zu bytes)", len);
+    return -EINVAL;
+}
+
+int tc_cmaf_track_aac(tc_cmaf_track_t *t, int sample_rate, int channels, const uint8_t *asc,
+                      size_t len, int64_t bitrate_bps, char *err, size_t errlen)
+{
+    int aot;
+
+    memset(t, 0, sizeof(*t));
+    if (len < 2 || len > 64 || sample_rate <= 0 || channels <= 0) {
+        snprintf(err, errlen, "aac encoder: no AudioSpecificConfig (%zu bytes)", len);
+        return -EINVAL;
+    }
+    t->timescale = (uint32_t) sample_rate;
+    t->sample_rate = sample_rate;
+    t->channels = channels;
+    t->bitrate_bps = bitrate_bps;
+    memcpy(t->config, asc, len);
+    t->config_len = len;
+    aot = asc[0] >> 3;
+    snprintf(t->codecs, sizeof(t->codecs), "mp4a.40.%d", aot);
+    return 0;
+}
+
+/* ---- init segment ---- */
+
+static void matrix(w_t *w)
+{
+    static const uint32_t m[9] = { 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000 };
+
+    for (int i = 0; i < 9; i++)
+        u32(w, m[i]);
+}
+
+static void esds(w_t *w, const tc_cmaf_track_t *t)
+{
+    size_t at = fullbox_open(w, "esds", 0, 0);
+    uint8_t dsi = (uint8_t) t->config_len;
+
+    u8(w, 0x03); /* ES_Descriptor */
+    u8(w, (uint8_t) (3 + 2 + 13 + 2 + dsi + 3));
+    u16(w, 1);   /* ES_ID */
+    u8(w, 0);    /* flags */
+    u8(w, 0x04); /* DecoderConfigDescriptor */
+    u8(w, (uint8_t) (13 + 2 + dsi));
+    u8(w, 0x40);                       /* Audio ISO/IEC 14496-3 */
+    u8(w, 0x15);                       /* AudioStream, upstream 0, reserved 1 */
+    u24(w, 0);                         /* bufferSizeDB */
+    u32(w, (uint32_t) t->bitrate_bps); /* maxBitrate */
+    u32(w, (uint32_t) t->bitrate_bps); /* avgBitrate */
+    u8(w, 0x05);                       /* DecoderSpecificInfo */
+    u8(w, dsi);
+    put(w, t->config, t->config_len);
+    u8(w, 0x06); /* SLConfigDescriptor */
+    u8(w, 1);
+    u8(w, 0x02);
+    box_close(w, at);
+}
+
+static void sample_entry(w_t *w, const tc_cmaf_track_t *t)
+{
+    size_t at, sub;
+
+    if (t->video) {
+        at = box_open(w, "avc1");
+        zeros(w, 6);
+        u16(w, 1); /* data_reference_index */
+        zeros(w, 16);
+        u16(w, (uint16_t) t->width);
+        u16(w, (uint16_t) t->height);
+        u32(w, 0x00480000); /* 72 dpi */
+        u32(w, 0x00480000);
+        u32(w, 0);
+        u16(w, 1);      /* frame_count */
+        zeros(w, 32);   /* compressorname */
+        u16(w, 0x0018); /* depth */
+        u16(w, 0xffff); /* pre_defined = -1 */
+        sub = box_open(w, "avcC");
+        put(w, t->config, t->config_len);
+        box_close(w, sub);
+        sub = box_open(w, "pasp");
+        u32(w, 1);
+        u32(w, 1);
+        box_close(w, sub);
+        box_close(w, at);
+    } else {
+        at = box_open(w, "mp4a");
+        zeros(w, 6);
+        u16(w, 1);
+        zeros(w, 8);
+        u16(w, (uint16_t) t->channels);
+        u16(w, 16);
+        u16(w, 0);
+        u16(w, 0);
+        u32(w, (uint32_t) (t->sample_rate <= 0xffff ? t->sample_rate : 0) << 16);
+        esds(w, t);
+        box_close(w, at);
+    }
+}
+
+int tc_cmaf_write_init(const tc_cmaf_track_t *t, cb_buf_t *out)
+{
+    w_t w = { .b = out };
+    size_t moov, trak, mdia, minf, stbl, b;
+
+    b = box_open(&w, "ftyp");
+    fourcc(&w, "cmfc");
+    u32(&w, 0);
+    fourcc(&w, "cmfc");
+    fourcc(&w, "iso6");
+    fourcc(&w, "mp41");
+    box_close(&w, b);
+
+    moov = box_open(&w, "moov");
+    b = fullbox_open(&w, "mvhd", 0, 0);
+    u32(&w, 0);
+    u32(&w, 0);
+    u32(&w, 1000); /* timescale */
+    u32(&w, 0);    /* duration: unknown, fragmented */
+    u32(&w, 0x00010000);
+    u16(&w, 0x0100);
+    zeros(&w, 10);
+    matrix(&w);
+    zeros(&w, 24);
+    u32(&w, 2); /* next_track_ID */
+    box_close(&w, b);
+
+    trak = box_open(&w, "trak");
+    b = fullbox_open(&w, "tkhd", 0, 3); /* enabled, in movie */
+    u32(&w, 0);
+    u32(&w, 0);
+    u32(&w, 1); /* track_ID */
+    u32(&w, 0);
+    u32(&w, 0); /* duration */
+    zeros(&w, 8);
+    u16(&w, 0);                     /* layer */
+    u16(&w, 0);                     /* alternate_group */
+    u16(&w, t->video ? 0 : 0x0100); /* volume */
+    u16(&w, 0);
+    matrix(&w);
+    u32(&w, t->video ? (uint32_t) t->width << 16 : 0);
+    u32(&w, t->video ? (uint32_t) t->height << 16 : 0);
+    box_close(&w, b);
+
+    mdia = box_open(&w, "mdia");
+    b = fullbox_open(&w, "mdhd", 0, 0);
+    u32(&w, 0);
+    u32(&w, 0);
+    u32(&w, t->timescale);
+    u32(&w, 0);
+    u16(&w, 0x55c4); /* "und" */
+    u16(&w, 0);
+    box_close(&w, b);
+    b = fullbox_open(&w, "hdlr", 0, 0);
+    u32(&w, 0);
+    fourcc(&w, t->video ? "vide" : "soun");
+    zeros(&w, 12);
+    put(&w, t->video ? "VideoHandler" : "SoundHandler", 13);
+    box_close(&w, b);
+
+    minf = box_open(&w, "minf");
+    if (t->video) {
+        b = fullbox_open(&w, "vmhd", 0, 1);
+        zeros(&w, 8);
+    } else {
+        b = fullbox_open(&w, "smhd", 0, 0);
+        zeros(&w, 4);
+    }
+    box_close(&w, b);
+    b = box_open(&w, "dinf");
+    {
+        size_t dref = fullbox_open(&w, "dref", 0, 0), url;
+
+        u32(&w, 1);
+        url = fullbox_open(&w, "url ", 0, 1); /* media in this file */
+        box_close(&w, url);
+        box_close(&w, dref);
+    }
+    box_close(&w, b);
+
+    stbl = box_open(&w, "stbl");
+    b = fullbox_open(&w, "stsd", 0, 0);
+    u32(&w, 1);
+    sample_entry(&w, t);
+    box_close(&w, b);
+    b = fullbox_open(&w, "stts", 0, 0);
+    u32(&w, 0);
+    box_close(&w, b);
+    b = fullbox_open(&w, "stsc", 0, 0);
+    u32(&w, 0);
+    box_close(&w, b);
+    b = fullbox_open(&w, "stsz", 0, 0);
+    u32(&w, 0);
+    u32(&w, 0);
+    box_close(&w, b);
+    b = fullbox_open(&w, "stco", 0, 0);
+    u32(&w, 0);
+    box_close(&w, b);
+    box_close(&w, stbl);
+    box_close(&w, minf);
+    box_close(&w, mdia);
+    box_close(&w, trak);
+
+    b = box_open(&w, "mvex");
+    {
+        size_t trex = fullbox_open(&w, "trex", 0, 0);
+
+        u32(&w, 1); /* track_ID */
+        u32(&w, 1); /* default_sample_description_index */
+        u32(&w, 0);
+        u32(&w, 0);
+        u32(&w, 0);
+        box_close(&w, trex);
+    }
+    box_close(&w, b);
+    box_close(&w, moov);
+    return w.err;
+}
+
+/* ---- media segments ---- */
+
+void tc_cmaf_frag_init(tc_cmaf_frag_t *f, size_t max_bytes, size_t max_samples)
+{
+    memset(f, 0, sizeof(*f));
+    f->max_samples = max_samples;
+    cb_buf_init(&f->data, max_bytes);
+}
+
+void tc_cmaf_frag_release(tc_cmaf_frag_t *f)
+{
+    free(f->samples);
+    f->samples = NULL;
+    f->n = f->cap = 0;
+    cb_buf_release(&f->data);
+}
+
+void tc_cmaf_frag_reset(tc_cmaf_frag_t *f)
+{
+    f->n = 0;
+    cb_buf_reset(&f->data);
+}
+
+int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t *data, size_t len,
+                     int64_t dts, int64_t pts, bool sync)
+{
+    tc_cmaf_sample_t *s;
+    size_t start = f->data.len;
+    int rc;
+
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        tc_cmaf_sample_t *p;
+
+        if (f->n >= f->max_samples)
+            return -E2BIG;
+        cap = CB_MIN(cap, f->max_samples);
+        p = realloc(f->samples, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->samples = p;
+        f->cap = cap;
+    }
+    if (t->video) {
+        const uint8_t *nal;
+        size_t nal_len, pos = 0;
+
+        while (next_nal(data, len, &pos, &nal, &nal_len)) {
+            uint8_t hdr[4] = { (uint8_t) (nal_len >> 24), (uint8_t) (nal_len >> 16),
+                               (uint8_t) (nal_len >> 8), (uint8_t) nal_len };
+            int type = nal_len ? nal[0] & 0x1f : 0;
+
+            /* parameter sets live in the avcC; access unit delimiters are noise */
+            if (nal_len == 0 || type == 7 || type == 8 || type == 9)
+                continue;
+            rc = cb_buf_append(&f->data, hdr, 4);
+            if (rc == 0)
+                rc = cb_buf_append(&f->data, nal, nal_len);
+            if (rc) {
+                cb_buf_truncate(&f->data, start);
+                return rc;
+            }
+        }
+        if (f->data.len == start)
+            return -EINVAL;
+    } else {
+        rc = cb_buf_append(&f->data, data, len);
+        if (rc)
+            return rc;
+    }
+    s = &f->samples[f->n++];
+    s->dts = dts;
+    s->cts_offset = pts - dts;
+    s->offset = start;
+    s->len = f->data.len - start;
+    s->sync = sync;
+    return 0;
+}
+
+int tc_cmaf_frag_write(const tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, uint32_t seq,
+                       int64_t last_duration, cb_buf_t *out)
+{
+    w_t w = { .b = out };
+    size_t moof, traf, trun, b, data_offset_at;
+    uint32_t flags = 0x000001 | 0x000100 | 0x000200 | 0x000400;
+    size_t i;
+
+    if (f->n == 0)
+        return -EINVAL;
+    if (t->video)
+        flags |= 0x000800; /* composition time offsets */
+    b = box_open(&w, "styp");
+    fourcc(&w, "msdh");
+    u32(&w, 0);
+    fourcc(&w, "msdh");
+    fourcc(&w, "msix");
+    box_close(&w, b);
+
+    moof = box_open(&w, "moof");
+    b = fullbox_open(&w, "mfhd", 0, 0);
+    u32(&w, seq);
+    box_close(&w, b);
+    traf = box_open(&w, "traf");
+    b = fullbox_open(&w, "tfhd", 0, 0x020000); /* default-base-is-moof */
+    u32(&w, 1);
+    box_close(&w, b);
+    b = fullbox_open(&w, "tfdt", 1, 0);
+    u64(&w, (uint64_t) f->samples[0].dts);
+    box_close(&w, b);
+    trun = fullbox_open(&w, "trun", 1, flags);
+    u32(&w, (uint32_t) f->n);
+    data_offset_at = out->len;
+    u32(&w, 0);
+    for (i = 0; i < f->n; i++) {
+        const tc_cmaf_sample_t *s = &f->samples[i];
+        int64_t d = i + 1 < f->n ? f->samples[i + 1].dts - s->dts : last_duration;
+
+        u32(&w, (uint32_t) CB_MAX(d, 0));
+        u32(&w, (uint32_t) s->len);
+        /* sync: depends on nothing; otherwise depends on others, non-sync */
+        u32(&w, s->sync ? 0x02000000 : 0x01010000);
+        if (t->video)
+            u32(&w, (uint32_t) (int32_t) s->cts_offset);
+    }
+    box_close(&w, trun);
+    box_close(&w, traf);
+    box_close(&w, moof);
+    /* default-base-is-moof: the first sample's offset from the moof's start */
+    patch32(&w, data_offset_at, (uint32_t) (out->len + 8 - moof));
+    u32(&w, (uint32_t) (8 + f->data.len));
+    fourcc(&w, "mdat");
+    put(&w, f->data.data, f->data.len);
+    return w.err;
+}
