@@ -16,7 +16,7 @@ import pytest
 from conftest import BIN, ROOT
 
 WORKER = BIN / "castbus-transcode-worker"
-BBB = ROOT.parent / "shared" / "media" / "mp4_bbb_800x640_768kbps_30fps_avc_pyramid_3b.mp4"
+BBB = ROOT / "tests" / "data" / "media" / "bbb_800x640_30fps_4s.mp4"
 
 
 def ffmpeg(*args):
