@@ -7,8 +7,6 @@
  * media.transcode.done. With --once it transcodes one file and exits
  * (transcode_once.c); the pipeline itself is transcode_pipeline.c.
  */
-#include <errno.h>
-
 #include "avlog.h"
 #include "daemon.h"
 #include "deps.h"
@@ -42,14 +40,9 @@ static int setup(cb_daemon_t *d, void *arg)
     cb_avlog_install();
     if (a->once.once) {
         /* one file, no Kafka, no HTTP: the exit code says how it went */
-        switch (transcode_once_run(&a->once)) {
-        case 0:
-            return CB_DAEMON_EXIT;
-        case 2:
-            return -EINVAL;
-        default:
-            return -EIO;
-        }
+        int rc = transcode_once_run(&a->once);
+
+        return rc ? rc : CB_DAEMON_EXIT;
     }
     return cb_deps_connect(&a->deps, d);
 }

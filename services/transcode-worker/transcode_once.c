@@ -163,39 +163,39 @@ int transcode_once_run(const transcode_once_config_t *cfg)
 
     if (!cfg->input || !*cfg->input || !cfg->out || !*cfg->out) {
         fprintf(stderr, "castbus-transcode-worker: --once needs --input FILE and --out DIR\n");
-        return 2;
+        return -EINVAL;
     }
     if (cfg->ladder && *cfg->ladder) {
         if (cfg->profile && *cfg->profile) {
             fprintf(stderr,
                     "castbus-transcode-worker: --profile and --ladder exclude each other\n");
-            return 2;
+            return -EINVAL;
         }
         if (tc_ladder_parse(cfg->ladder, &p.profile, err, sizeof(err))) {
             fprintf(stderr, "castbus-transcode-worker: --%s\n", err);
-            return 2;
+            return -EINVAL;
         }
     } else if (tc_profile_get(cfg->profile && *cfg->profile ? cfg->profile : "default",
                               &p.profile)) {
         fprintf(stderr, "castbus-transcode-worker: --profile: unknown profile '%s'\n",
                 cfg->profile);
-        return 2;
+        return -EINVAL;
     }
     if (cfg->preset && *cfg->preset)
         snprintf(p.profile.preset, sizeof(p.profile.preset), "%s", cfg->preset);
     if (parse_seconds(cfg->gop_s, "--gop-s", &p.profile.gop_s))
-        return 2;
+        return -EINVAL;
     p.profile.segment_s = p.profile.gop_s;
     if (parse_seconds(cfg->segment_s, "--segment-s", &p.profile.segment_s))
-        return 2;
+        return -EINVAL;
     if (mkdir(cfg->out, 0755) && errno != EEXIST) {
         fprintf(stderr, "castbus-transcode-worker: mkdir('%s') failed: %s\n", cfg->out,
                 strerror(errno));
-        return 1;
+        return -EIO;
     }
     res = calloc(1, sizeof(*res));
     if (!res)
-        return 1;
+        return -ENOMEM;
     sink.res = res;
     /* the pipeline names renditions after fitting; paths are made from the same names */
     for (i = 0; i < TC_MAX_RENDITIONS; i++)
@@ -252,5 +252,6 @@ int transcode_once_run(const transcode_once_config_t *cfg)
         cb_log_error("transcode of '%s' failed: %s", cfg->input, err);
     }
     free(res);
-    return rc == 0 ? 0 : rc == -EINVAL || rc == -ENOENT ? 2 : 1;
+    /* an input that cannot be had or transcoded is the caller's to fix, like bad usage */
+    return rc == -ENOENT ? -EINVAL : rc;
 }

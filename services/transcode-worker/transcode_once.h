@@ -30,7 +30,10 @@ typedef struct transcode_once_config {
 
 extern const cb_config_key_t transcode_once_config_keys[];
 
-/* Run it; returns the process exit code (0, 1 failed, 2 bad usage or input). */
+/*
+ * Run it. Returns 0, -EINVAL for bad usage or an input that cannot be
+ * transcoded (exit status 2), another negative errno when it failed (1).
+ */
 int transcode_once_run(const transcode_once_config_t *cfg);
 
 #endif /* TRANSCODE_ONCE_H */

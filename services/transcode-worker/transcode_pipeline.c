@@ -57,6 +57,14 @@ typedef struct fq {
     run_t *run;
 } fq_t;
 
+/* The open media segment of one rendition, and the buffer it is written into. */
+typedef struct segw {
+    tc_cmaf_frag_t frag;
+    cb_buf_t out;
+    uint32_t seq;      /* segments written so far */
+    int64_t start_90k; /* presentation time of the open segment's first sample */
+} segw_t;
+
 typedef struct rung {
     run_t *run;
     size_t index;
@@ -64,16 +72,14 @@ typedef struct rung {
     fq_t in;
     struct rung *next; /* the next smaller rung, fed by this one */
     AVCodecContext *enc;
+    AVPacket *pkt; /* encoder output, reused */
     struct SwsContext *sws;
     int64_t frame_dur_90k;
     int64_t dts_shift; /* added to every dts so the first sample's dts is its pts */
     bool have_shift;
-    tc_cmaf_frag_t frag;
-    int64_t seg_start_90k; /* pts of the open segment's first frame (INT64_MIN: none) */
-    int64_t max_end_90k;   /* end of the latest frame presented */
-    uint32_t seq;
-    cb_buf_t out;
-    fq_t enc_in; /* scaled pictures waiting for the encoder */
+    segw_t seg;
+    int64_t max_end_90k; /* end of the latest frame presented */
+    fq_t enc_in;         /* scaled pictures waiting for the encoder */
     pthread_t scaler, encoder;
     bool scaler_started, encoder_started;
 } rung_t;
@@ -149,22 +155,26 @@ static void fq_release(fq_t *q)
     pthread_cond_destroy(&q->cv);
 }
 
-/* Takes the frame. Waits while full; returns -ECANCELED when the run stopped. */
-static int fq_push(fq_t *q, AVFrame *f)
+/* Wait (q->mu held) for a change, at most 100 ms: a cancel flag set from outside wakes no one. */
+static void fq_wait(fq_t *q)
 {
     struct timespec ts;
 
-    pthread_mutex_lock(&q->mu);
-    while (q->n == q->cap && !run_stopped(q->run)) {
-        /* a timed wait: a cancel flag set from outside wakes no one */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
     }
+    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+}
+
+/* Takes the frame. Waits while full; returns -ECANCELED when the run stopped. */
+static int fq_push(fq_t *q, AVFrame *f)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->n == q->cap && !run_stopped(q->run))
+        fq_wait(q);
     if (run_stopped(q->run)) {
         pthread_mutex_unlock(&q->mu);
         av_frame_free(&f);
@@ -181,18 +191,10 @@ static int fq_push(fq_t *q, AVFrame *f)
 static AVFrame *fq_pop(fq_t *q)
 {
     AVFrame *f = NULL;
-    struct timespec ts;
 
     pthread_mutex_lock(&q->mu);
-    while (q->n == 0 && !q->closed && !run_stopped(q->run)) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-    }
+    while (q->n == 0 && !q->closed && !run_stopped(q->run))
+        fq_wait(q);
     if (q->n && !run_stopped(q->run)) {
         f = q->slots[q->head];
         q->slots[q->head] = NULL;
@@ -237,31 +239,68 @@ static bool cut_is(run_t *run, int64_t t)
 
 /* ---- segments (both kinds of rendition) ---- */
 
-static int seg_flush(run_t *run, tc_rendition_t *r, tc_cmaf_frag_t *frag, cb_buf_t *out,
-                     uint32_t *seq, int64_t start_90k, int64_t end_90k, int64_t last_dur)
+static void segw_init(segw_t *w)
+{
+    tc_cmaf_frag_init(&w->frag, SEG_MAX_BYTES, SEG_MAX_SAMPLES);
+    cb_buf_init(&w->out, SEG_MAX_BYTES + (1u << 20));
+    w->start_90k = INT64_MIN;
+}
+
+static void segw_release(segw_t *w)
+{
+    tc_cmaf_frag_release(&w->frag);
+    cb_buf_release(&w->out);
+}
+
+/* Decode time of the open segment's last sample (it has one). */
+static int64_t segw_last_dts(const segw_t *w)
+{
+    return w->frag.samples[w->frag.n - 1].dts;
+}
+
+/* Write the open segment (if any) ending at end_90k and hand it to the sink. */
+static int seg_flush(run_t *run, tc_rendition_t *r, segw_t *w, int64_t end_90k, int64_t last_dur)
 {
     tc_segment_t s;
     int rc;
 
-    if (frag->n == 0)
+    if (w->frag.n == 0)
         return 0;
-    cb_buf_reset(out);
-    rc = tc_cmaf_frag_write(frag, &r->track, ++*seq, last_dur, out);
+    cb_buf_reset(&w->out);
+    rc = tc_cmaf_frag_write(&w->frag, &r->track, ++w->seq, last_dur, &w->out);
     if (rc)
         return rc;
-    s.seq = *seq;
-    s.start_90k = start_90k;
-    s.duration_90k = end_90k - start_90k;
-    s.data = (const uint8_t *) out->data;
-    s.len = out->len;
+    s.seq = w->seq;
+    s.start_90k = w->start_90k;
+    s.duration_90k = end_90k - w->start_90k;
+    s.data = (const uint8_t *) w->out.data;
+    s.len = w->out.len;
     rc = run->sink->segment(run->sink->arg, r, &s);
     if (rc)
         return rc;
-    r->bytes += out->len;
+    r->bytes += w->out.len;
     r->duration_90k += s.duration_90k;
     r->segments++;
-    tc_cmaf_frag_reset(frag);
+    tc_cmaf_frag_reset(&w->frag);
     return 0;
+}
+
+/* Send a frame (NULL: flush) and hand every packet that comes out to on_packet. */
+static int encode_frame(AVCodecContext *enc, AVPacket *pkt, const AVFrame *f,
+                        int (*on_packet)(void *arg, const AVPacket *pkt), void *arg)
+{
+    int rc = avcodec_send_frame(enc, f);
+
+    while (rc >= 0) {
+        rc = avcodec_receive_packet(enc, pkt);
+        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF)
+            return 0;
+        if (rc < 0)
+            break;
+        rc = on_packet(arg, pkt);
+        av_packet_unref(pkt);
+    }
+    return rc;
 }
 
 /* ---- video rungs ---- */
@@ -273,8 +312,9 @@ static int seg_flush(run_t *run, tc_rendition_t *r, tc_cmaf_frag_t *frag, cb_buf
  * its first picture and never negative, and segments from separate encoder
  * runs follow each other without a gap or an overlap.
  */
-static int rung_packet(rung_t *g, const AVPacket *pkt)
+static int rung_packet(void *arg, const AVPacket *pkt)
 {
+    rung_t *g = arg;
     run_t *run = g->run;
     bool key = pkt->flags & AV_PKT_FLAG_KEY;
     int64_t dts;
@@ -285,18 +325,15 @@ static int rung_packet(rung_t *g, const AVPacket *pkt)
         g->have_shift = true;
     }
     dts = pkt->dts + g->dts_shift;
-    if (key && cut_is(run, pkt->pts) && g->frag.n) {
-        int64_t last_dts = g->frag.samples[g->frag.n - 1].dts;
-
-        rc = seg_flush(run, g->r, &g->frag, &g->out, &g->seq, g->seg_start_90k, pkt->pts,
-                       dts - last_dts);
+    if (key && cut_is(run, pkt->pts) && g->seg.frag.n) {
+        rc = seg_flush(run, g->r, &g->seg, pkt->pts, dts - segw_last_dts(&g->seg));
         if (rc)
             return rc;
     }
-    if (g->frag.n == 0)
-        g->seg_start_90k = pkt->pts;
-    rc =
-        tc_cmaf_frag_add(&g->frag, &g->r->track, pkt->data, (size_t) pkt->size, dts, pkt->pts, key);
+    if (g->seg.frag.n == 0)
+        g->seg.start_90k = pkt->pts;
+    rc = tc_cmaf_frag_add(&g->seg.frag, &g->r->track, pkt->data, (size_t) pkt->size, dts, pkt->pts,
+                          key);
     if (rc == -E2BIG)
         run_fail(run, -EINVAL, "%s: a segment grew past %u bytes or %u frames: no keyframe cut",
                  g->r->name, SEG_MAX_BYTES, SEG_MAX_SAMPLES);
@@ -307,24 +344,8 @@ static int rung_packet(rung_t *g, const AVPacket *pkt)
 
 static int rung_encode(rung_t *g, const AVFrame *f)
 {
-    AVPacket *pkt = av_packet_alloc();
-    int rc;
+    int rc = encode_frame(g->enc, g->pkt, f, rung_packet, g);
 
-    if (!pkt)
-        return -ENOMEM;
-    rc = avcodec_send_frame(g->enc, f);
-    while (rc >= 0) {
-        rc = avcodec_receive_packet(g->enc, pkt);
-        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) {
-            rc = 0;
-            break;
-        }
-        if (rc < 0)
-            break;
-        rc = rung_packet(g, pkt);
-        av_packet_unref(pkt);
-    }
-    av_packet_free(&pkt);
     if (rc < 0)
         run_fail(g->run, rc, "%s: encoding failed: %s", g->r->name, av_err2str(rc));
     return rc;
@@ -421,8 +442,7 @@ static void *rung_encode_main(void *arg)
         if (rung_encode(g, NULL) == 0) {
             int rc;
 
-            rc = seg_flush(run, g->r, &g->frag, &g->out, &g->seq, g->seg_start_90k, g->max_end_90k,
-                           g->frame_dur_90k);
+            rc = seg_flush(run, g->r, &g->seg, g->max_end_90k, g->frame_dur_90k);
             if (rc)
                 run_fail(run, rc, "%s: writing the last segment failed: %s", g->r->name,
                          strerror(-rc));
@@ -478,21 +498,22 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
                             (size_t) c->extradata_size, err, errlen);
     if (rc)
         return rc;
+    g->pkt = av_packet_alloc();
+    if (!g->pkt)
+        return -ENOMEM;
     g->frame_dur_90k = fps > 0 ? (int64_t) (90000.0 / fps + 0.5) : 3000;
-    g->seg_start_90k = INT64_MIN;
     g->max_end_90k = INT64_MIN;
-    tc_cmaf_frag_init(&g->frag, SEG_MAX_BYTES, SEG_MAX_SAMPLES);
-    cb_buf_init(&g->out, SEG_MAX_BYTES + (1u << 20));
+    segw_init(&g->seg);
     return 0;
 }
 
 static void rung_release(rung_t *g)
 {
     avcodec_free_context(&g->enc);
+    av_packet_free(&g->pkt);
     sws_freeContext(g->sws);
     g->sws = NULL;
-    tc_cmaf_frag_release(&g->frag);
-    cb_buf_release(&g->out);
+    segw_release(&g->seg);
     fq_release(&g->in);
     fq_release(&g->enc_in);
 }
@@ -503,15 +524,15 @@ typedef struct audio {
     run_t *run;
     tc_rendition_t *r;
     AVCodecContext *dec, *enc;
+    AVPacket *pkt; /* encoder output, reused */
     SwrContext *swr;
     AVAudioFifo *fifo;
     AVFrame *frame;
     int64_t next_pts;  /* encoder input, in samples */
     int64_t first_pts; /* INT64_MIN until the first frame */
-    tc_cmaf_frag_t frag;
-    cb_buf_t out;
-    uint32_t seq;
-    int64_t seg_start;    /* samples */
+    segw_t seg;
+    int64_t seg_90k;      /* target segment duration */
+    int64_t end_90k;      /* the input's end when known, else INT64_MIN */
     int64_t next_cut_90k; /* the next cut on the 90 kHz clock */
     int64_t end;          /* end of the last packet, samples */
 } audio_t;
@@ -521,8 +542,9 @@ static int64_t samples_to_90k(const audio_t *a, int64_t s)
     return av_rescale(s, 90000, a->enc->sample_rate);
 }
 
-static int audio_packet(audio_t *a, const AVPacket *pkt, int64_t seg_s_90k, int64_t end_90k)
+static int audio_packet(void *arg, const AVPacket *pkt)
 {
+    audio_t *a = arg;
     run_t *run = a->run;
     int64_t t90 = samples_to_90k(a, pkt->pts);
     int rc;
@@ -530,50 +552,31 @@ static int audio_packet(audio_t *a, const AVPacket *pkt, int64_t seg_s_90k, int6
     /* the encoder's priming frame lies before the input: drop it */
     if (pkt->pts < a->first_pts)
         return 0;
-    if (a->frag.n && t90 >= a->next_cut_90k) {
-        rc = seg_flush(run, a->r, &a->frag, &a->out, &a->seq, samples_to_90k(a, a->seg_start), t90,
-                       pkt->pts - a->frag.samples[a->frag.n - 1].dts);
+    if (a->seg.frag.n && t90 >= a->next_cut_90k) {
+        rc = seg_flush(run, a->r, &a->seg, t90, pkt->pts - segw_last_dts(&a->seg));
         if (rc)
             return rc;
     }
-    if (a->frag.n == 0) {
-        a->seg_start = pkt->pts;
+    if (a->seg.frag.n == 0) {
+        a->seg.start_90k = t90;
         /* half an AAC frame of slack, as video cuts allow half a picture */
-        a->next_cut_90k = t90 + seg_s_90k - samples_to_90k(a, a->enc->frame_size / 2);
-        if (end_90k != INT64_MIN && a->next_cut_90k > end_90k - seg_s_90k / 2)
+        a->next_cut_90k = t90 + a->seg_90k - samples_to_90k(a, a->enc->frame_size / 2);
+        if (a->end_90k != INT64_MIN && a->next_cut_90k > a->end_90k - a->seg_90k / 2)
             a->next_cut_90k = INT64_MAX;
     }
-    rc = tc_cmaf_frag_add(&a->frag, &a->r->track, pkt->data, (size_t) pkt->size, pkt->pts, pkt->pts,
-                          true);
+    rc = tc_cmaf_frag_add(&a->seg.frag, &a->r->track, pkt->data, (size_t) pkt->size, pkt->pts,
+                          pkt->pts, true);
     a->end = pkt->pts + (pkt->duration > 0 ? pkt->duration : a->enc->frame_size);
     return rc;
 }
 
-static int audio_encode(audio_t *a, AVFrame *f, int64_t seg_s_90k, int64_t end_90k)
+static int audio_encode(audio_t *a, const AVFrame *f)
 {
-    AVPacket *pkt = av_packet_alloc();
-    int rc;
-
-    if (!pkt)
-        return -ENOMEM;
-    rc = avcodec_send_frame(a->enc, f);
-    while (rc >= 0) {
-        rc = avcodec_receive_packet(a->enc, pkt);
-        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) {
-            rc = 0;
-            break;
-        }
-        if (rc < 0)
-            break;
-        rc = audio_packet(a, pkt, seg_s_90k, end_90k);
-        av_packet_unref(pkt);
-    }
-    av_packet_free(&pkt);
-    return rc;
+    return encode_frame(a->enc, a->pkt, f, audio_packet, a);
 }
 
 /* Encode whole frames from the FIFO (all of it, padded, when flushing). */
-static int audio_drain_fifo(audio_t *a, bool flush, int64_t seg_s_90k, int64_t end_90k)
+static int audio_drain_fifo(audio_t *a, bool flush)
 {
     int fs = a->enc->frame_size;
     int rc;
@@ -595,7 +598,7 @@ static int audio_drain_fifo(audio_t *a, bool flush, int64_t seg_s_90k, int64_t e
         if (rc == 0) {
             f->pts = a->next_pts;
             a->next_pts += n;
-            rc = audio_encode(a, f, seg_s_90k, end_90k);
+            rc = audio_encode(a, f);
         }
         av_frame_free(&f);
         if (rc)
@@ -605,8 +608,7 @@ static int audio_drain_fifo(audio_t *a, bool flush, int64_t seg_s_90k, int64_t e
 }
 
 /* A decoded audio frame: convert and encode. pts90 is on the output clock. */
-static int audio_feed(audio_t *a, const AVFrame *in, int64_t pts90, int64_t seg_s_90k,
-                      int64_t end_90k)
+static int audio_feed(audio_t *a, const AVFrame *in, int64_t pts90)
 {
     uint8_t **conv = NULL;
     int max_out, n, rc;
@@ -629,10 +631,11 @@ static int audio_feed(audio_t *a, const AVFrame *in, int64_t pts90, int64_t seg_
     av_freep(&conv);
     if (n < 0)
         return n;
-    return audio_drain_fifo(a, false, seg_s_90k, end_90k);
+    return audio_drain_fifo(a, false);
 }
 
-static int audio_open(audio_t *a, const AVStream *st, int64_t bitrate, char *err, size_t errlen)
+static int audio_open(audio_t *a, const AVStream *st, int64_t bitrate, int64_t seg_90k,
+                      int64_t end_90k, char *err, size_t errlen)
 {
     const AVCodec *dcodec = avcodec_find_decoder(st->codecpar->codec_id);
     const AVCodec *ecodec = avcodec_find_encoder_by_name("aac");
@@ -695,15 +698,17 @@ static int audio_open(audio_t *a, const AVStream *st, int64_t bitrate, char *err
     a->fifo = av_audio_fifo_alloc(a->enc->sample_fmt, a->enc->ch_layout.nb_channels,
                                   a->enc->frame_size * 4);
     a->frame = av_frame_alloc();
-    if (!a->fifo || !a->frame)
+    a->pkt = av_packet_alloc();
+    if (!a->fifo || !a->frame || !a->pkt)
         return -ENOMEM;
     a->first_pts = INT64_MIN;
+    a->seg_90k = seg_90k;
+    a->end_90k = end_90k;
     rc = tc_cmaf_track_aac(&a->r->track, rate, a->enc->ch_layout.nb_channels, a->enc->extradata,
                            (size_t) a->enc->extradata_size, bitrate, err, errlen);
     if (rc)
         return rc;
-    tc_cmaf_frag_init(&a->frag, SEG_MAX_BYTES, SEG_MAX_SAMPLES);
-    cb_buf_init(&a->out, SEG_MAX_BYTES + (1u << 20));
+    segw_init(&a->seg);
     return 0;
 }
 
@@ -715,8 +720,8 @@ static void audio_release(audio_t *a)
     if (a->fifo)
         av_audio_fifo_free(a->fifo);
     av_frame_free(&a->frame);
-    tc_cmaf_frag_release(&a->frag);
-    cb_buf_release(&a->out);
+    av_packet_free(&a->pkt);
+    segw_release(&a->seg);
 }
 
 /* ---- the run ---- */
@@ -819,8 +824,7 @@ static int decode_audio(run_t *run, demux_t *d, audio_t *a, const AVPacket *pkt)
         ts = a->frame->best_effort_timestamp != AV_NOPTS_VALUE ? a->frame->best_effort_timestamp
                                                                : a->frame->pts;
         if (ts != AV_NOPTS_VALUE || a->first_pts != INT64_MIN) {
-            rc = audio_feed(a, a->frame, ts != AV_NOPTS_VALUE ? to_out(d, st, ts) : 0, d->seg_90k,
-                            d->end_90k);
+            rc = audio_feed(a, a->frame, ts != AV_NOPTS_VALUE ? to_out(d, st, ts) : 0);
             if (rc < 0) {
                 av_frame_unref(a->frame);
                 run_fail(run, rc, "audio: encoding failed: %s", av_err2str(rc));
@@ -991,7 +995,8 @@ int tc_transcode(const tc_params_t *p, const tc_sink_t *sink, tc_result_t *res, 
         snprintf(r->name, sizeof(r->name), "audio");
         r->target_bitrate_bps = prof.audio_bitrate_bps;
         audio.r = r;
-        rc = audio_open(&audio, d.fmt->streams[d.aidx], prof.audio_bitrate_bps, err, errlen);
+        rc = audio_open(&audio, d.fmt->streams[d.aidx], prof.audio_bitrate_bps, d.seg_90k,
+                        d.end_90k, err, errlen);
         if (rc)
             goto out;
     }
@@ -1058,18 +1063,12 @@ int tc_transcode(const tc_params_t *p, const tc_sink_t *sink, tc_result_t *res, 
         if (nrungs)
             decode_video(&run, &d, &rungs[0], NULL, frame);
         if (have_audio && decode_audio(&run, &d, &audio, NULL) == 0 && !run_stopped(&run)) {
-            int64_t seg = d.seg_90k, end = d.end_90k;
-
-            rc = audio_drain_fifo(&audio, true, seg, end);
+            rc = audio_drain_fifo(&audio, true);
             if (rc == 0)
-                rc = audio_encode(&audio, NULL, seg, end);
-            if (rc == 0 && audio.frag.n) {
-                int64_t last = audio.frag.samples[audio.frag.n - 1].dts;
-
-                rc = seg_flush(&run, audio.r, &audio.frag, &audio.out, &audio.seq,
-                               samples_to_90k(&audio, audio.seg_start),
-                               samples_to_90k(&audio, audio.end), audio.end - last);
-            }
+                rc = audio_encode(&audio, NULL);
+            if (rc == 0 && audio.seg.frag.n)
+                rc = seg_flush(&run, audio.r, &audio.seg, samples_to_90k(&audio, audio.end),
+                               audio.end - segw_last_dts(&audio.seg));
             if (rc)
                 run_fail(&run, rc, "audio: finishing failed: %s", av_err2str(rc));
         }
