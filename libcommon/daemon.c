@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "version.h"
 
@@ -86,14 +87,6 @@ struct cb_daemon {
     atomic_bool draining;
     atomic_int exit_code;
 };
-
-int64_t cb_daemon_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * Block the shutdown signals in the calling thread, so that every thread
@@ -379,7 +372,7 @@ int cb_daemon_add_routes(cb_daemon_t *d, const cb_http_route_t *routes, size_t n
 
 static void shutdown_sequence(cb_daemon_t *d, int sig)
 {
-    int64_t start = cb_daemon_now_ms();
+    int64_t start = cb_clock_mono_ms();
     int64_t deadline = start + d->cfg.shutdown_grace_ms;
     size_t i;
 
@@ -398,11 +391,11 @@ static void shutdown_sequence(cb_daemon_t *d, int sig)
             continue;
         c->ops->drain(c->obj, deadline);
     }
-    if (cb_daemon_now_ms() > deadline)
+    if (cb_clock_mono_ms() > deadline)
         cb_log_warn("drain took %lldms, past the grace period",
-                    (long long) (cb_daemon_now_ms() - start));
+                    (long long) (cb_clock_mono_ms() - start));
     else
-        cb_log_info("drained in %lldms", (long long) (cb_daemon_now_ms() - start));
+        cb_log_info("drained in %lldms", (long long) (cb_clock_mono_ms() - start));
     cb_http_stop(d->http);
 }
 

@@ -121,7 +121,4 @@ typedef struct cb_daemon_spec {
 
 int cb_daemon_main(const cb_daemon_spec_t *spec, int argc, char **argv);
 
-/* Monotonic clock in milliseconds (the time base of drain deadlines). */
-int64_t cb_daemon_now_ms(void);
-
 #endif /* CB_DAEMON_H */

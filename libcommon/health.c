@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "log.h"
 
@@ -50,14 +51,6 @@ struct cb_health {
     cb_metric_t *dependency_up;
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cb_health_new(int64_t interval_ms, cb_metrics_t *metrics, cb_health_t **out)
 {
     cb_health_t *h = calloc(1, sizeof(*h));
@@ -71,7 +64,7 @@ int cb_health_new(int64_t interval_ms, cb_metrics_t *metrics, cb_health_t **out)
     pthread_cond_init(&h->wake, &ca);
     pthread_condattr_destroy(&ca);
     h->interval_ms = interval_ms > 0 ? interval_ms : 1000;
-    h->last_round_ms = mono_ms();
+    h->last_round_ms = cb_clock_mono_ms();
     h->ready_gauge =
         cb_metric_series(cb_metrics_gauge(metrics, "castbus_ready",
                                           "1 when the daemon reports ready, else 0.", NULL),
@@ -106,7 +99,7 @@ static void run_round(cb_health_t *h)
     for (i = 0; i < h->nchecks; i++) {
         check_t *c = &h->checks[i];
         char err[256] = "";
-        int64_t t0 = mono_ms();
+        int64_t t0 = cb_clock_mono_ms();
         int rc = c->fn(c->arg, err, sizeof(err));
         bool ok = rc == 0;
 
@@ -120,13 +113,13 @@ static void run_round(cb_health_t *h)
         c->ran = true;
         c->ok = ok;
         snprintf(c->error, sizeof(c->error), "%s", ok ? "" : (err[0] ? err : strerror(-rc)));
-        c->latency_ms = (double) (mono_ms() - t0);
+        c->latency_ms = (double) (cb_clock_mono_ms() - t0);
         pthread_mutex_unlock(&h->lock);
         cb_series_set(c->up, ok ? 1 : 0);
     }
     pthread_mutex_lock(&h->lock);
     h->round_done = true;
-    h->last_round_ms = mono_ms();
+    h->last_round_ms = cb_clock_mono_ms();
     pthread_mutex_unlock(&h->lock);
     cb_series_set(h->ready_gauge, cb_health_ready(h, NULL) ? 1 : 0);
 }
@@ -228,7 +221,8 @@ bool cb_health_alive(cb_health_t *h)
     bool alive;
 
     pthread_mutex_lock(&h->lock);
-    alive = !h->started || mono_ms() - h->last_round_ms < CB_MAX(STALL_MS, 10 * h->interval_ms);
+    alive = !h->started ||
+            cb_clock_mono_ms() - h->last_round_ms < CB_MAX(STALL_MS, 10 * h->interval_ms);
     pthread_mutex_unlock(&h->lock);
     return alive;
 }

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_PARTITIONS  1024
@@ -114,33 +115,6 @@ const cb_config_key_t cb_kafka_config_keys[] = {
 
 static const char *const security_protocols[] = { "plaintext", "ssl", "sasl_plaintext",
                                                   "sasl_ssl" };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void abs_deadline(struct timespec *ts, int64_t in_ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += in_ms / 1000;
-    ts->tv_nsec += (in_ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
 
 int cb_kafka_errno(int code)
 {
@@ -490,7 +464,7 @@ int cb_kafka_produce_sync(cb_kafka_producer_t *p, const char *topic, const void 
         sync_unref(w);
         return rc;
     }
-    abs_deadline(&until, timeout_ms);
+    cb_clock_deadline(&until, timeout_ms * 1000);
     pthread_mutex_lock(&w->lock);
     while (!w->done && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT)
         ;
@@ -538,7 +512,7 @@ static int producer_ready(void *obj, char *err, size_t errlen)
 static void producer_drain(void *obj, int64_t deadline_ms)
 {
     cb_kafka_producer_t *p = obj;
-    int64_t left_ms = deadline_ms - now_ms();
+    int64_t left_ms = deadline_ms - cb_clock_mono_ms();
     int left = cb_kafka_producer_flush(p, left_ms > 0 ? left_ms : 0);
 
     if (left > 0)
@@ -803,7 +777,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 w->skip = true;
         }
     }
-    abs_deadline(&until, atomic_load(&c->stopping) ? 0 : REVOKE_WAIT_MS);
+    cb_clock_deadline(&until, atomic_load(&c->stopping) ? 0 : REVOKE_WAIT_MS * 1000);
     while (revoked_busy(c, parts) &&
            pthread_cond_timedwait(&c->idle_cond, &c->lock, &until) != ETIMEDOUT)
         ;
@@ -865,7 +839,7 @@ static bool backoff_sleep(cb_kafka_consumer_t *c, int64_t ms)
 {
     struct timespec until;
 
-    abs_deadline(&until, ms);
+    cb_clock_deadline(&until, ms * 1000);
     pthread_mutex_lock(&c->lock);
     while (!atomic_load(&c->stopping) &&
            pthread_cond_timedwait(&c->stop_cond, &c->lock, &until) != ETIMEDOUT)
@@ -890,7 +864,7 @@ static int dead_letter(cb_kafka_consumer_t *c, const rd_kafka_message_t *rkm, co
     snprintf(part, sizeof(part), "%d", (int) rkm->partition);
     snprintf(off, sizeof(off), "%lld", (long long) rkm->offset);
     snprintf(att, sizeof(att), "%d", attempts);
-    snprintf(at, sizeof(at), "%lld", (long long) wall_ms());
+    snprintf(at, sizeof(at), "%lld", (long long) cb_clock_wall_ms());
     hdrs[n++] = (cb_kafka_header_t){ "castbus-dlq-reason", reason, strlen(reason) };
     hdrs[n++] = (cb_kafka_header_t){ "castbus-dlq-topic", topic, strlen(topic) };
     hdrs[n++] = (cb_kafka_header_t){ "castbus-dlq-partition", part, strlen(part) };
@@ -940,14 +914,14 @@ static bool handle_message(cb_kafka_consumer_t *c, rd_kafka_message_t *rkm)
     int attempt;
 
     for (attempt = 1;; attempt++) {
-        int64_t t0 = now_ms();
+        int64_t t0 = cb_clock_mono_ms();
         cb_kafka_result_t r;
 
         reason[0] = '\0';
         msg.attempt = attempt;
         r = c->opts.handler(c->opts.arg, &msg, reason, sizeof(reason));
         cb_metric_observe(c->m_duration, (const char *[]){ topic },
-                          (double) (now_ms() - t0) / 1000.0);
+                          (double) (cb_clock_mono_ms() - t0) / 1000.0);
         if (r == CB_KAFKA_OK) {
             cb_metric_add(c->m_consumed, (const char *[]){ topic, "ok" }, 1);
             return true;
@@ -1082,7 +1056,7 @@ static void enqueue(cb_kafka_consumer_t *c, rd_kafka_message_t *rkm)
 static void *poll_main(void *arg)
 {
     cb_kafka_consumer_t *c = arg;
-    int64_t last_commit = now_ms();
+    int64_t last_commit = cb_clock_mono_ms();
 
     pthread_setname_np(pthread_self(), "kafka-consumer");
     while (!atomic_load(&c->stopping)) {
@@ -1106,9 +1080,9 @@ static void *poll_main(void *arg)
                 enqueue(c, rkm);
             }
         }
-        if (now_ms() - last_commit >= COMMIT_EVERY_MS) {
+        if (cb_clock_mono_ms() - last_commit >= COMMIT_EVERY_MS) {
             commit_offsets(c, false);
-            last_commit = now_ms();
+            last_commit = cb_clock_mono_ms();
         }
     }
     return NULL;
@@ -1255,8 +1229,8 @@ void cb_kafka_consumer_drain(cb_kafka_consumer_t *c, int64_t deadline_ms)
     pthread_join(c->poll_thread, NULL);
 
     /* let running handlers finish until the deadline */
-    left = deadline_ms - now_ms();
-    abs_deadline(&until, left > 0 ? left : 0);
+    left = deadline_ms - cb_clock_mono_ms();
+    cb_clock_deadline(&until, left > 0 ? left * 1000 : 0);
     pthread_mutex_lock(&c->lock);
     while (c->running > 0 && pthread_cond_timedwait(&c->idle_cond, &c->lock, &until) != ETIMEDOUT)
         ;
@@ -1277,7 +1251,7 @@ void cb_kafka_consumer_drain(cb_kafka_consumer_t *c, int64_t deadline_ms)
     atomic_store(&c->closed, true);
     for (i = 0; i < c->nworkers; i++) {
         struct timespec jt;
-        abs_deadline(&jt, 1000);
+        cb_clock_deadline(&jt, 1000 * 1000);
         if (pthread_timedjoin_np(c->workers[i], NULL, &jt) != 0) {
             cb_log_warn("kafka: group '%s': a handler did not return; leaving it", c->group);
             pthread_detach(c->workers[i]);
@@ -1294,7 +1268,7 @@ void cb_kafka_consumer_free(cb_kafka_consumer_t *c)
     if (!c)
         return;
     if (c->started)
-        cb_kafka_consumer_drain(c, now_ms() + 10000);
+        cb_kafka_consumer_drain(c, cb_clock_mono_ms() + 10000);
     if (c->rk)
         rd_kafka_destroy(c->rk);
     for (i = 0; i < c->nparts; i++) {

@@ -149,7 +149,7 @@ int cb_kafka_consumer_start(cb_kafka_consumer_t *c);
 
 /*
  * Stop fetching, let in-flight handlers finish until deadline_ms (see
- * cb_daemon_now_ms), commit what finished, leave the group. Handlers still
+ * cb_clock_mono_ms), commit what finished, leave the group. Handlers still
  * running at the deadline are abandoned: their messages stay uncommitted
  * and are redelivered to another member.
  */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_SERVICES    16
@@ -368,8 +369,7 @@ void cb_nats_free(cb_nats_t *n)
          * the closed callback last: wait for it before freeing what the
          * callbacks use (bounded, in case the library never calls it).
          */
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
+        cb_clock_deadline(&until, 5 * 1000000);
         pthread_mutex_lock(&n->lock);
         while (!n->closed && pthread_cond_timedwait(&n->closed_cond, &n->lock, &until) == 0)
             ;
@@ -407,7 +407,7 @@ static void nats_drain(void *obj, int64_t deadline_ms)
 {
     cb_nats_t *n = obj;
     struct timespec ts = { 0, 20 * 1000000 };
-    int64_t left = deadline_ms - cb_daemon_now_ms();
+    int64_t left = deadline_ms - cb_clock_mono_ms();
 
     if (natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
         return;
@@ -417,7 +417,7 @@ static void nats_drain(void *obj, int64_t deadline_ms)
     /* stop taking requests, finish those in hand, then close */
     if (natsConnection_DrainTimeout(n->nc, left > 100 ? left : 100) != NATS_OK)
         return;
-    while (!natsConnection_IsClosed(n->nc) && cb_daemon_now_ms() < deadline_ms)
+    while (!natsConnection_IsClosed(n->nc) && cb_clock_mono_ms() < deadline_ms)
         nanosleep(&ts, NULL);
 }
 

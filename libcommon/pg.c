@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define MAX_POOL        64
@@ -80,14 +81,6 @@ struct cb_pg {
     pthread_mutex_t migrate_lock;
     cb_metric_t *m_queries, *m_duration;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* libpq messages end with a newline; keep log lines and errors on one line. */
 static void one_line(char *s)
@@ -195,7 +188,7 @@ static int slot_connect(cb_pg_t *pg, slot_t *s, char *err, size_t errlen)
 /* Take a slot with a live connection. */
 static int acquire(cb_pg_t *pg, int64_t wait_ms, slot_t **out, char *err, size_t errlen)
 {
-    int64_t deadline = now_ms() + wait_ms;
+    int64_t deadline = cb_clock_mono_ms() + wait_ms;
     slot_t *s = NULL;
     size_t i;
     int rc;
@@ -215,29 +208,23 @@ static int acquire(cb_pg_t *pg, int64_t wait_ms, slot_t **out, char *err, size_t
             break;
         {
             struct timespec until;
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - cb_clock_mono_ms();
             if (left <= 0) {
                 pthread_mutex_unlock(&pg->lock);
                 snprintf(err, errlen, "no free database connection within %lldms",
                          (long long) wait_ms);
                 return -ETIMEDOUT;
             }
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += left / 1000;
-            until.tv_nsec += (left % 1000) * 1000000;
-            if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-            }
+            cb_clock_deadline(&until, left * 1000);
             pthread_cond_timedwait(&pg->freed, &pg->lock, &until);
         }
     }
     s->busy = true;
-    if (!s->conn && now_ms() < s->retry_at_ms) {
+    if (!s->conn && cb_clock_mono_ms() < s->retry_at_ms) {
         s->busy = false;
         pthread_mutex_unlock(&pg->lock);
         snprintf(err, errlen, "database unreachable; next connection attempt in %lldms",
-                 (long long) (s->retry_at_ms - now_ms()));
+                 (long long) (s->retry_at_ms - cb_clock_mono_ms()));
         return -ECONNREFUSED;
     }
     pthread_mutex_unlock(&pg->lock);
@@ -251,7 +238,7 @@ static int acquire(cb_pg_t *pg, int64_t wait_ms, slot_t **out, char *err, size_t
         pthread_mutex_lock(&pg->lock);
         if (rc) {
             s->backoff_ms = s->backoff_ms ? CB_MIN(s->backoff_ms * 2, BACKOFF_MAX_MS) : 250;
-            s->retry_at_ms = now_ms() + s->backoff_ms;
+            s->retry_at_ms = cb_clock_mono_ms() + s->backoff_ms;
             s->busy = false;
             pthread_cond_signal(&pg->freed);
             pthread_mutex_unlock(&pg->lock);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "avlog.h"
+#include "clock.h"
 #include "log.h"
 
 #include "ingest_events.h"
@@ -362,13 +363,7 @@ static void *stats_main(void *arg)
     while (!app->stopping) {
         struct timespec until;
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += app->cfg.stats_interval_ms / 1000;
-        until.tv_nsec += (app->cfg.stats_interval_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        cb_clock_deadline(&until, app->cfg.stats_interval_ms * 1000);
         pthread_cond_timedwait(&app->stats_cond, &app->stats_lock, &until);
         if (app->stopping)
             break;

@@ -8,15 +8,8 @@
 #include <time.h>
 
 #include "cb_proto.h"
+#include "clock.h"
 #include "log.h"
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void produce(cb_kafka_producer_t *p, const char *topic, const char *key, char *text,
                     size_t len)
@@ -38,7 +31,7 @@ static void analytics(cb_kafka_producer_t *p, const char *type, const char *stre
     cb_proto_analytics_event_t ev = {
         .type = (char *) type,
         .source = "ingest",
-        .at_ms = wall_ms(),
+        .at_ms = cb_clock_wall_ms(),
         .stream_id = (char *) stream_id,
         .data = data,
     };
@@ -72,7 +65,7 @@ void ingest_events_recording(cb_kafka_producer_t *p, const char *stream_id, cons
     cb_proto_package_event_t ev = {
         .type = CB_PROTO_PACKAGE_EVENT_TYPE_RECORDING_READY,
         .stream_id = (char *) stream_id,
-        .at_ms = wall_ms(),
+        .at_ms = cb_clock_wall_ms(),
         .recording_path = (char *) path,
         .duration_ms = duration_ms,
     };

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "log.h"
 
@@ -110,22 +111,6 @@ struct ingest_hub {
     bool shutting_down;
     cb_metric_t *m_publishers, *m_segments, *m_switches, *m_discontinuities, *m_dropped;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static unsigned hash_id(const char *id)
 {
@@ -293,7 +278,7 @@ int ingest_hub_attach(ingest_hub_t *h, const ingest_stream_info_t *info,
     p->conn = conn;
     p->clock_hz = clock_hz;
     p->wrap_bits = wrap_bits;
-    p->last_us = mono_us();
+    p->last_us = cb_clock_mono_us();
 
     pthread_mutex_lock(&h->lock);
     if (h->shutting_down) {
@@ -327,8 +312,8 @@ int ingest_hub_attach(ingest_hub_t *h, const ingest_stream_info_t *info,
         st->info = *info;
         st->active = -1;
         st->next_out_90k = CB_MAX(c.next_pts_90k, (int64_t) INGEST_TIMELINE_ORIGIN_90K);
-        st->since_wall_ms = wall_ms();
-        st->win_start_us = mono_us();
+        st->since_wall_ms = cb_clock_wall_ms();
+        st->win_start_us = cb_clock_mono_us();
         st->last_seq = c.next_seq - 1;
         st->last_key_90k = -1;
         st->win_first_dts_90k = st->win_last_dts_90k = -1;
@@ -465,7 +450,7 @@ int ingest_publisher_push(ingest_publisher_t *p, const ingest_frame_t *f, char *
     stream_t *st = p->st;
     ingest_hub_t *h = st->hub;
     ingest_segment_t *seg = NULL;
-    int64_t now = mono_us(), ext, back_tol, jump, dts, pts;
+    int64_t now = cb_clock_mono_us(), ext, back_tol, jump, dts, pts;
     bool jumped = false;
     int rc = 0;
 
@@ -703,7 +688,7 @@ static json_t *stream_json(const stream_t *st)
     const ingest_publisher_t *src = a ? a : (st->pub[0] ? st->pub[0] : st->pub[1]);
     const pub_track_t *v = src ? &src->tracks[INGEST_VIDEO] : NULL;
     const pub_track_t *au = src ? &src->tracks[INGEST_AUDIO] : NULL;
-    int64_t now = mono_us();
+    int64_t now = cb_clock_mono_us();
     char resolution[32] = "";
 
     if (v && v->width > 0)
@@ -767,7 +752,7 @@ void ingest_hub_collect(ingest_hub_t *h,
         double window_s;
 
         pthread_mutex_lock(&st->lock);
-        now = mono_us();
+        now = cb_clock_mono_us();
         window_s = (double) (now - st->win_start_us) / 1e6;
         st->win_start_us = now;
         st->bitrate_bps = window_s > 0 ? (int64_t) ((double) st->win_bytes * 8.0 / window_s) : 0;

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "log.h"
 
@@ -122,19 +123,11 @@ struct ingest_net {
 
 static const ingest_publisher_ops_t publisher_ops;
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- rate limiting of failed keys, per address ---- */
 
 int ingest_ratelimit_check(ingest_ratelimit_t *rl, const char *ip, char *why, size_t whylen)
 {
-    int64_t now = mono_us();
+    int64_t now = cb_clock_mono_us();
     int rc = 0;
     size_t i;
 
@@ -159,7 +152,7 @@ int ingest_ratelimit_check(ingest_ratelimit_t *rl, const char *ip, char *why, si
 
 void ingest_ratelimit_fail(ingest_ratelimit_t *rl, const char *ip)
 {
-    int64_t now = mono_us();
+    int64_t now = cb_clock_mono_us();
     rl_slot_t *slot = NULL, *oldest = &rl->slots[0];
     size_t i;
 
@@ -569,7 +562,7 @@ static void accept_all(ingest_net_t *n, int lfd, bool tls)
         c->protocol = tls ? "rtmps" : "rtmp";
         snprintf(c->ip, sizeof(c->ip), "%s", host);
         snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
-        c->created_us = c->last_rx_us = mono_us();
+        c->created_us = c->last_rx_us = cb_clock_mono_us();
         if (tls) {
             c->ssl = SSL_new(n->tls);
             if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
@@ -674,7 +667,7 @@ static void flush_rx_metric(ingest_net_t *n)
 
 static void check_timeouts(ingest_net_t *n)
 {
-    int64_t now = mono_us();
+    int64_t now = cb_clock_mono_us();
     conn_t *c = n->conns, *next;
 
     for (; c; c = next) {
@@ -693,13 +686,13 @@ static void *loop_main(void *arg)
 {
     ingest_net_t *n = arg;
     struct epoll_event events[256];
-    int64_t last_check = mono_us();
+    int64_t last_check = cb_clock_mono_us();
     int i, k;
 
     pthread_setname_np(pthread_self(), "ingest-net");
     while (!n->stopping) {
         k = epoll_wait(n->ep, events, CB_ARRAY_LEN(events), 500);
-        n->now_us = mono_us();
+        n->now_us = cb_clock_mono_us();
         for (i = 0; i < k; i++) {
             void *p = events[i].data.ptr;
             if (p == &n->lfd) {
@@ -726,7 +719,7 @@ static void *loop_main(void *arg)
         }
         /* busy: let a few ms of packets gather before the next wakeup */
         if (k > 0 && n->cfg.read_batch_us > 0) {
-            int64_t spent = mono_us() - n->now_us;
+            int64_t spent = cb_clock_mono_us() - n->now_us;
             if (spent < n->cfg.read_batch_us) {
                 struct timespec ts = { 0, (long) (n->cfg.read_batch_us - spent) * 1000 };
                 nanosleep(&ts, NULL);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "ingest_ts.h"
 
@@ -67,14 +68,6 @@ static int set_error(ingest_segmenter_t *s, int rc, const char *fmt, ...)
     vsnprintf(s->error, sizeof(s->error), fmt, ap);
     va_end(ap);
     return rc;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 int ingest_segmenter_new(const ingest_segmenter_opts_t *opts, int64_t first_seq,
@@ -347,7 +340,7 @@ static int close_segment(ingest_segmenter_t *s, int64_t end_90k, bool eos, inges
     seg->media_bytes = s->media_bytes;
     seg->video_frames = s->frames[INGEST_VIDEO];
     seg->audio_frames = s->frames[INGEST_AUDIO];
-    seg->cut_us = mono_us();
+    seg->cut_us = cb_clock_mono_us();
     s->open = false;
     *done = seg;
     return 1;

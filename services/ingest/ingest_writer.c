@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "cb_proto.h"
+#include "clock.h"
 #include "daemon.h"
 #include "defs.h"
 #include "log.h"
@@ -121,22 +122,6 @@ struct ingest_writer {
     atomic_bool draining;
     cb_metric_t *m_written, *m_latency, *m_pending, *m_retries, *m_recordings;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static unsigned hash_id(const char *id)
 {
@@ -301,7 +286,7 @@ static void cursor_snapshot(wstream_t *s, cursor_snap_t *c)
     if (s->cursor_dirty)
         s->thread->ndirty--;
     s->cursor_dirty = false;
-    s->cursor_written_us = mono_us();
+    s->cursor_written_us = cb_clock_mono_us();
 }
 
 /*
@@ -318,7 +303,7 @@ static int write_cursor(ingest_writer_t *w, const cursor_snap_t *c)
                  "{\"v\":1,\"next_seq\":%lld,\"next_pts_90k\":%lld,\"announced\":%lld,"
                  "\"updated_at_ms\":%lld}\n",
                  (long long) c->next_seq, (long long) c->next_pts_90k, (long long) c->announced,
-                 (long long) wall_ms());
+                 (long long) cb_clock_wall_ms());
     return storage_retry(w, "writing cursor", key, op_overwrite, text, (size_t) n);
 }
 
@@ -338,7 +323,7 @@ static wstream_t *stream_get(wthread_t *t, const char *id)
         return NULL;
     s->thread = t;
     snprintf(s->id, sizeof(s->id), "%s", id);
-    s->last_us = mono_us();
+    s->last_us = cb_clock_mono_us();
     s->announced = -1;
     s->written_max = -1;
     s->next = t->streams;
@@ -352,7 +337,7 @@ static wstream_t *stream_get(wthread_t *t, const char *id)
 static void streams_forget_idle(ingest_writer_t *w, wthread_t *t)
 {
     wstream_t **pp = &t->streams;
-    int64_t now = mono_us();
+    int64_t now = cb_clock_mono_us();
 
     while (*pp) {
         wstream_t *s = *pp;
@@ -679,14 +664,14 @@ static void on_delivery(void *opaque, int err, const char *reason)
             stream_acked(w, s, j->seq);
         pthread_cond_signal(&t->cond); /* the cursor is dirty */
         pthread_mutex_unlock(&t->lock);
-        cb_metric_observe(w->m_latency, NULL, (double) (mono_us() - j->cut_us) / 1e6);
+        cb_metric_observe(w->m_latency, NULL, (double) (cb_clock_mono_us() - j->cut_us) / 1e6);
         free(j->msg);
         free(j);
         return;
     }
     /* not acknowledged: produce it again later */
     j->backoff_ms = j->backoff_ms ? CB_MIN(j->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
-    j->due_us = mono_us() + j->backoff_ms * 1000;
+    j->due_us = cb_clock_mono_us() + j->backoff_ms * 1000;
     j->next = t->retry;
     t->retry = j;
     pthread_cond_signal(&t->cond);
@@ -732,7 +717,7 @@ static char *build_job(const wjob_t *j, const char *path, size_t *len)
             .signed_playback = j->info.signed_playback,
             .record = j->info.record,
         },
-        .created_at_ms = wall_ms(),
+        .created_at_ms = cb_clock_wall_ms(),
     };
 
     snprintf(job_id, sizeof(job_id), "%s:%lld", j->info.id, (long long) seg->seq);
@@ -760,7 +745,7 @@ static void process(ingest_writer_t *w, wthread_t *t, wjob_t *j)
     pthread_mutex_lock(&t->lock);
     s = stream_get(t, j->info.id);
     if (s)
-        s->last_us = mono_us();
+        s->last_us = cb_clock_mono_us();
     if (s && rc == 0 && j->msg) {
         s->next_seq = CB_MAX(s->next_seq, seg->seq + 1);
         s->next_pts_90k = CB_MAX(s->next_pts_90k, seg->start_90k + seg->duration_90k);
@@ -824,7 +809,7 @@ static void *writer_main(void *arg)
     for (;;) {
         wjob_t *j = NULL, **pp, *due = NULL;
         wstream_t *s;
-        int64_t now = mono_us(), next_due = INT64_MAX;
+        int64_t now = cb_clock_mono_us(), next_due = INT64_MAX;
 
         /* announcements whose backoff is over */
         for (pp = &t->retry; *pp;) {
@@ -888,14 +873,8 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&t->cond, &t->lock);
         } else {
             struct timespec until;
-            int64_t wait_us = next_due - now;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += wait_us / 1000000;
-            until.tv_nsec += (wait_us % 1000000) * 1000;
-            if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-            }
+
+            cb_clock_deadline(&until, next_due - now);
             pthread_cond_timedwait(&t->cond, &t->lock, &until);
         }
     }
@@ -1021,7 +1000,7 @@ void ingest_writer_drain(ingest_writer_t *w, int64_t deadline_ms)
     long left;
 
     atomic_store(&w->draining, true);
-    while ((left = atomic_load(&w->unacked_total)) > 0 && cb_daemon_now_ms() < deadline_ms)
+    while ((left = atomic_load(&w->unacked_total)) > 0 && cb_clock_mono_ms() < deadline_ms)
         nanosleep(&ts, NULL);
     if (left > 0)
         cb_log_error("writer: %ld segments not acknowledged by Kafka at the drain deadline; they "

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "transcode_pipeline.h"
 
@@ -103,18 +103,15 @@ static int sink_segment(void *arg, const tc_rendition_t *r, const tc_segment_t *
 
 typedef struct progress {
     bool tty;
-    struct timespec t0;
+    int64_t t0_us;
 } progress_t;
 
 static void show_progress(void *arg, double done_s, double total_s, double fps)
 {
     const progress_t *pr = arg;
     const char *lead = pr->tty ? "\r" : "";
-    struct timespec now;
-    double elapsed, pct;
+    double elapsed = (double) (cb_clock_mono_us() - pr->t0_us) / 1e6, pct;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    elapsed = (double) (now.tv_sec - pr->t0.tv_sec) + (now.tv_nsec - pr->t0.tv_nsec) / 1e9;
     if (total_s > 0) {
         pct = CB_MIN(100.0, 100.0 * done_s / total_s);
         if (pct > 0.5)
@@ -157,7 +154,7 @@ int transcode_once_run(const transcode_once_config_t *cfg)
     progress_t pr = { .tty = isatty(STDERR_FILENO) != 0 };
     char err[512];
     json_t *summary, *list;
-    struct timespec t0, t1;
+    int64_t t1_us;
     size_t i;
     int rc;
 
@@ -203,10 +200,9 @@ int transcode_once_run(const transcode_once_config_t *cfg)
     p.input = cfg->input;
     p.progress = cfg->progress ? show_progress : NULL;
     p.progress_arg = &pr;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    pr.t0 = t0;
+    pr.t0_us = cb_clock_mono_us();
     rc = tc_transcode(&p, &ops, res, err, sizeof(err));
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    t1_us = cb_clock_mono_us();
     if (cfg->progress && pr.tty)
         fprintf(stderr, "\n");
     for (i = 0; i < TC_MAX_RENDITIONS; i++) {
@@ -238,9 +234,7 @@ int transcode_once_run(const transcode_once_config_t *cfg)
     json_object_set_new(summary, "ok", json_boolean(rc == 0));
     if (rc)
         json_object_set_new(summary, "error", json_string(err));
-    json_object_set_new(
-        summary, "wall_s",
-        json_real((double) (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9));
+    json_object_set_new(summary, "wall_s", json_real((double) (t1_us - pr.t0_us) / 1e6));
     json_object_set_new(summary, "frames", json_integer(res->frames_decoded));
     json_object_set_new(summary, "renditions", list);
     json_dumpf(summary, stdout, JSON_COMPACT);

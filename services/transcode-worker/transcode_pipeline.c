@@ -37,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "defs.h"
 
 #define SEG_MAX_BYTES   (64u << 20) /* one media segment of one rendition */
@@ -96,14 +97,6 @@ struct run {
     atomic_bool stop;
 };
 
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static bool run_stopped(run_t *run)
 {
     return atomic_load(&run->stop) || (run->p->cancel && atomic_load(run->p->cancel));
@@ -160,12 +153,7 @@ static void fq_wait(fq_t *q)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    cb_clock_deadline(&ts, 100 * 1000);
     pthread_cond_timedwait(&q->cv, &q->mu, &ts);
 }
 
@@ -392,7 +380,7 @@ static void *rung_scale_main(void *arg)
     AVFrame *f;
 
     while ((f = fq_pop(&g->in))) {
-        int64_t t0 = now_us();
+        int64_t t0 = cb_clock_mono_us();
         AVFrame *s = rung_scale(g, f);
 
         av_frame_free(&f);
@@ -400,7 +388,7 @@ static void *rung_scale_main(void *arg)
             run_fail(run, -ENOMEM, "%s: scaling failed", g->r->name);
             break;
         }
-        g->r->scale_us += now_us() - t0;
+        g->r->scale_us += cb_clock_mono_us() - t0;
         if (g->next) {
             AVFrame *ref = av_frame_clone(s);
 
@@ -429,16 +417,16 @@ static void *rung_encode_main(void *arg)
     while ((f = fq_pop(&g->enc_in))) {
         int rc;
 
-        t0 = now_us();
+        t0 = cb_clock_mono_us();
         rc = rung_encode(g, f);
         av_frame_free(&f);
-        g->r->encode_us += now_us() - t0;
+        g->r->encode_us += cb_clock_mono_us() - t0;
         if (rc < 0)
             break;
         g->r->frames++;
     }
     if (!run_stopped(run)) {
-        t0 = now_us();
+        t0 = cb_clock_mono_us();
         if (rung_encode(g, NULL) == 0) {
             int rc;
 
@@ -447,7 +435,7 @@ static void *rung_encode_main(void *arg)
                 run_fail(run, rc, "%s: writing the last segment failed: %s", g->r->name,
                          strerror(-rc));
         }
-        g->r->encode_us += now_us() - t0;
+        g->r->encode_us += cb_clock_mono_us() - t0;
     }
     return NULL;
 }
@@ -913,7 +901,7 @@ int tc_transcode(const tc_params_t *p, const tc_sink_t *sink, tc_result_t *res, 
     AVPacket *pkt = NULL;
     AVFrame *frame = NULL;
     size_t nrungs = 0, i;
-    int64_t start_ts = AV_NOPTS_VALUE, t_start = now_us(), next_progress = 0;
+    int64_t start_ts = AV_NOPTS_VALUE, t_start = cb_clock_mono_us(), next_progress = 0;
     bool have_audio = false;
     int rc;
 
@@ -1050,13 +1038,13 @@ int tc_transcode(const tc_params_t *p, const tc_sink_t *sink, tc_result_t *res, 
         av_packet_unref(pkt);
         if (rc)
             break;
-        if (p->progress && now_us() >= next_progress && res->end_90k != INT64_MIN) {
+        if (p->progress && cb_clock_mono_us() >= next_progress && res->end_90k != INT64_MIN) {
             double done = (double) (res->end_90k - res->start_90k) / 90000.0;
-            double el = (double) (now_us() - t_start) / 1e6;
+            double el = (double) (cb_clock_mono_us() - t_start) / 1e6;
             double total = d.fmt->duration > 0 ? (double) d.fmt->duration / AV_TIME_BASE : 0;
 
             p->progress(p->progress_arg, done, total, el > 0 ? res->frames_decoded / el : 0);
-            next_progress = now_us() + 500000;
+            next_progress = cb_clock_mono_us() + 500000;
         }
     }
     if (!run_stopped(&run)) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "cb_proto.h"
+#include "clock.h"
 #include "config.h"
 #include "deps.h"
 #include "kafka.h"
@@ -191,7 +192,7 @@ static int consume(cb_metrics_t *m)
     while (!atomic_load(&stop) &&
            (opts.max_messages == 0 || atomic_load(&handled) < opts.max_messages))
         usleep(20000);
-    cb_kafka_consumer_drain(c, cb_daemon_now_ms() + 10000);
+    cb_kafka_consumer_drain(c, cb_clock_mono_ms() + 10000);
     cb_kafka_consumer_free(c);
     cb_kafka_producer_free(dlq);
     emit("{\"event\":\"stopped\",\"handled\":%d}", atomic_load(&handled));
