@@ -576,11 +576,9 @@ int ingest_publisher_push(ingest_publisher_t *p, const ingest_frame_t *f, char *
         st->last_dts_90k = CB_MAX(st->last_dts_90k, dts);
         st->next_out_90k = CB_MAX(st->next_out_90k, dts + 1);
     }
-    if (rc == 1) {
+    /* the cursor is remembered when the stream ends (detach), the only time it is read */
+    if (rc == 1)
         rc = submit(st, seg, why, whylen);
-        cursor_remember(h, st->info.id, ingest_segmenter_next_seq(st->seg),
-                        ingest_segmenter_open_start(st->seg));
-    }
     pthread_mutex_unlock(&st->lock);
     return rc < 0 ? rc : 0;
 }

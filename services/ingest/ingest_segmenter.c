@@ -448,11 +448,6 @@ int64_t ingest_segmenter_dropped(const ingest_segmenter_t *s)
     return s->dropped;
 }
 
-int64_t ingest_segmenter_open_start(const ingest_segmenter_t *s)
-{
-    return s->open ? s->start_90k : -1;
-}
-
 const char *ingest_segmenter_error(const ingest_segmenter_t *s)
 {
     return s->error;

@@ -96,8 +96,6 @@ int ingest_segmenter_finish(ingest_segmenter_t *s, int64_t end_90k, bool end_of_
 
 int64_t ingest_segmenter_next_seq(const ingest_segmenter_t *s);
 int64_t ingest_segmenter_dropped(const ingest_segmenter_t *s);
-/* Start of the open segment, or -1. */
-int64_t ingest_segmenter_open_start(const ingest_segmenter_t *s);
 const char *ingest_segmenter_error(const ingest_segmenter_t *s);
 
 void ingest_segment_free(ingest_segment_t *seg);
