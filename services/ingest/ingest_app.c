@@ -427,13 +427,6 @@ json_t *ingest_app_urls(const ingest_app_t *app, const char *stream_id, const ch
                      dash);
 }
 
-/* ---- FFmpeg's messages ---- */
-
-/*
- * FFmpeg's warnings and errors (a publisher's broken bitstream, a muxer's
- * complaint) become JSON log lines at warn level; FFmpeg writes a line in
- * pieces, so pieces are gathered per thread up to the newline.
- */
 static void recover_work(void *arg)
 {
     ingest_app_t *app = arg;

@@ -92,7 +92,6 @@ struct ingest_rtmp {
     char error[160];
     char app[256];
     char tc_url[512];
-    char stream_name[256];
 };
 
 static int fail(ingest_rtmp_t *s, int rc, const char *fmt, ...) CB_PRINTF(3, 4);
@@ -150,21 +149,6 @@ ingest_rtmp_state_t ingest_rtmp_state(const ingest_rtmp_t *s)
 const char *ingest_rtmp_error(const ingest_rtmp_t *s)
 {
     return s->error;
-}
-
-uint64_t ingest_rtmp_bytes_in(const ingest_rtmp_t *s)
-{
-    return s->bytes_in;
-}
-
-const char *ingest_rtmp_app(const ingest_rtmp_t *s)
-{
-    return s->app;
-}
-
-const char *ingest_rtmp_stream_name(const ingest_rtmp_t *s)
-{
-    return s->stream_name;
 }
 
 const uint8_t *ingest_rtmp_output(ingest_rtmp_t *s, size_t *len)
@@ -467,7 +451,6 @@ static int cmd_publish(ingest_rtmp_t *s, double txn, const char *name)
     (void) txn;
     if (s->state != RTMP_STATE_CONNECTED)
         return fail(s, -EPROTO, "publish before connect, or twice");
-    snprintf(s->stream_name, sizeof(s->stream_name), "%s", name ? name : "");
     if (!name || !name[0]) {
         ingest_rtmp_end(s, "error", "NetStream.Publish.BadName", "no stream key given");
         return 0;

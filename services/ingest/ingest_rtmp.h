@@ -106,9 +106,5 @@ int ingest_rtmp_end(ingest_rtmp_t *s, const char *level, const char *code, const
 
 ingest_rtmp_state_t ingest_rtmp_state(const ingest_rtmp_t *s);
 const char *ingest_rtmp_error(const ingest_rtmp_t *s);
-uint64_t ingest_rtmp_bytes_in(const ingest_rtmp_t *s);
-/* The app and stream name from connect/publish ("" before). */
-const char *ingest_rtmp_app(const ingest_rtmp_t *s);
-const char *ingest_rtmp_stream_name(const ingest_rtmp_t *s);
 
 #endif /* INGEST_RTMP_H */

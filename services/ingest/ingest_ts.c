@@ -696,11 +696,6 @@ int ingest_ts_new(const ingest_ts_track_t *video, const ingest_ts_track_t *audio
     return 0;
 }
 
-size_t ingest_ts_size(const ingest_ts_t *ts)
-{
-    return ts->len;
-}
-
 uint8_t *ingest_ts_finish(ingest_ts_t *ts, size_t *len)
 {
     uint8_t *buf = ts->buf;

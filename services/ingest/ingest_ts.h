@@ -50,9 +50,6 @@ void ingest_ts_free(ingest_ts_t *ts);
 int ingest_ts_write(ingest_ts_t *ts, ingest_media_kind_t kind, bool keyframe, int64_t dts_90k,
                     int64_t pts_90k, const uint8_t *data, size_t len, char *err, size_t errlen);
 
-/* The bytes so far (borrowed) */
-size_t ingest_ts_size(const ingest_ts_t *ts);
-
 /* End the segment: the buffer (taken; free() it) and its length. Frees ts. */
 uint8_t *ingest_ts_finish(ingest_ts_t *ts, size_t *len);
 

@@ -43,7 +43,6 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
-#define MAX_UNACKED    4096
 
 typedef struct recording recording_t;
 
@@ -60,7 +59,6 @@ typedef struct wstream {
     int64_t *unacked;    /* seqs produced and not acknowledged, unordered */
     size_t nunacked, capunacked;
     bool cursor_dirty; /* announced moved since the cursor was written */
-    int64_t cursor_written_us;
     recording_t *rec;
 } wstream_t;
 
@@ -286,7 +284,6 @@ static void cursor_snapshot(wstream_t *s, cursor_snap_t *c)
     if (s->cursor_dirty)
         s->thread->ndirty--;
     s->cursor_dirty = false;
-    s->cursor_written_us = cb_clock_mono_us();
 }
 
 /*

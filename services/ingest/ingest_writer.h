@@ -52,7 +52,6 @@ typedef struct ingest_writer_config {
     int64_t threads;
     int64_t queue_max;   /* segments waiting to be written, all streams */
     int64_t max_pending; /* written but not yet acknowledged by Kafka, per stream */
-    bool fsync;          /* fsync segments (and cursors) before announcing them */
     char *work_dir;      /* local directory for recordings in progress */
 } ingest_writer_config_t;
 
