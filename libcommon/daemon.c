@@ -235,14 +235,12 @@ typedef struct log_level_req {
     int level;
 } log_level_req_t;
 
-static const char *const level_names[] = { "debug", "info", "warn", "error", NULL };
-
 static const cb_jsonv_field_t log_level_fields[] = {
     { .name = "level",
       .type = CB_JSONV_ENUM,
       .flags = CB_JSONV_REQUIRED,
       .offset = offsetof(log_level_req_t, level),
-      .enum_values = level_names },
+      .enum_values = cb_log_level_names },
     { .name = NULL },
 };
 

@@ -25,7 +25,7 @@ static cb_log_sink_fn log_sink;
 static void *log_sink_arg;
 static _Thread_local const cb_log_ids_t *log_scope;
 
-static const char *const level_names[] = { "debug", "info", "warn", "error" };
+const char *const cb_log_level_names[] = { "debug", "info", "warn", "error", NULL };
 
 void cb_log_init(const char *daemon, cb_log_level_t level)
 {
@@ -47,8 +47,8 @@ int cb_log_level_parse(const char *name, cb_log_level_t *out)
 {
     size_t i;
 
-    for (i = 0; i < CB_ARRAY_LEN(level_names); i++) {
-        if (strcmp(name, level_names[i]) == 0) {
+    for (i = 0; cb_log_level_names[i]; i++) {
+        if (strcmp(name, cb_log_level_names[i]) == 0) {
             *out = (cb_log_level_t) i;
             return 0;
         }
@@ -62,9 +62,9 @@ int cb_log_level_parse(const char *name, cb_log_level_t *out)
 
 const char *cb_log_level_name(cb_log_level_t level)
 {
-    if ((unsigned) level >= CB_ARRAY_LEN(level_names))
+    if ((unsigned) level > CB_LOG_ERROR)
         return "unknown";
-    return level_names[level];
+    return cb_log_level_names[level];
 }
 
 void cb_log_set_sink(cb_log_sink_fn fn, void *arg)

@@ -48,6 +48,8 @@ void cb_log_set_level(cb_log_level_t level);
 cb_log_level_t cb_log_get_level(void);
 
 /* "debug", "info", "warn"/"warning", "error" -> level. -EINVAL otherwise. */
+/* Level names indexed by cb_log_level_t, NULL-terminated (for enum tables). */
+extern const char *const cb_log_level_names[];
 int cb_log_level_parse(const char *name, cb_log_level_t *out);
 const char *cb_log_level_name(cb_log_level_t level);
 
