@@ -136,34 +136,33 @@ static int count(cb_storage_t *s, const char *op, int rc)
     return rc;
 }
 
-int cb_storage_put(cb_storage_t *s, const char *key, const void *data, size_t len)
+/* put and overwrite: the key check, the byte count, the log line and the outcome. */
+static int write_op(cb_storage_t *s, const char *op,
+                    int (*fn)(void *state, const char *key, const void *data, size_t len),
+                    const char *key, const void *data, size_t len)
 {
     int rc;
 
     if (!cb_storage_key_valid(key))
         return -EINVAL;
-    rc = s->ops->put(s->state, key, data, len);
+    rc = fn(s->state, key, data, len);
     if (rc == 0)
         cb_metric_add(s->m_bytes, (const char *[]){ "write" }, (double) len);
     else
-        cb_log_error("storage: put '%s' failed: %s", key, strerror(-rc));
-    return count(s, "put", rc);
+        cb_log_error("storage: %s '%s' failed: %s", op, key, strerror(-rc));
+    return count(s, op, rc);
+}
+
+int cb_storage_put(cb_storage_t *s, const char *key, const void *data, size_t len)
+{
+    return write_op(s, "put", s->ops->put, key, data, len);
 }
 
 int cb_storage_overwrite(cb_storage_t *s, const char *key, const void *data, size_t len)
 {
-    int rc;
-
     if (!s->ops->overwrite)
         return cb_storage_put(s, key, data, len);
-    if (!cb_storage_key_valid(key))
-        return -EINVAL;
-    rc = s->ops->overwrite(s->state, key, data, len);
-    if (rc == 0)
-        cb_metric_add(s->m_bytes, (const char *[]){ "write" }, (double) len);
-    else
-        cb_log_error("storage: overwrite '%s' failed: %s", key, strerror(-rc));
-    return count(s, "overwrite", rc);
+    return write_op(s, "overwrite", s->ops->overwrite, key, data, len);
 }
 
 int cb_storage_put_file(cb_storage_t *s, const char *key, const char *path)

@@ -76,10 +76,12 @@ static void path_of(const fs_state_t *fs, const char *key, char *out, size_t out
 }
 
 /* mkdir -p for the parent of path. */
-static int make_parents(char *path)
+static int make_parents(const char *final)
 {
+    char path[PATH_MAX];
     char *p;
 
+    snprintf(path, sizeof(path), "%s", final);
     for (p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
         *p = '\0';
         if (mkdir(path, 0755) && errno != EEXIST) {
@@ -112,17 +114,26 @@ static int fsync_parent(const char *path)
     return rc;
 }
 
-/* Open a fresh temporary file next to `final`; its name goes into tmp. */
+/*
+ * Open a fresh temporary file next to `final`; its name goes into tmp. The
+ * directory usually exists: its parents are created only when it does not.
+ */
 static int open_temp(const char *final, char *tmp, size_t tmplen)
 {
     const char *slash = strrchr(final, '/');
     unsigned int rnd = 0;
-    int fd;
+    int fd, rc;
 
     if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
         rnd = (unsigned int) getpid();
     snprintf(tmp, tmplen, "%.*s/.%s.tmp-%08x", (int) (slash - final), final, slash + 1, rnd);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        rc = make_parents(final);
+        if (rc)
+            return rc;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     return fd < 0 ? -errno : fd;
 }
 
@@ -167,14 +178,7 @@ static int fs_put(void *state, const char *key, const void *data, size_t len)
     int fd, rc;
 
     path_of(state, key, final, sizeof(final));
-    /* the directory usually exists: create parents only when it does not */
     fd = open_temp(final, tmp, sizeof(tmp));
-    if (fd == -ENOENT) {
-        rc = make_parents(final);
-        if (rc)
-            return rc;
-        fd = open_temp(final, tmp, sizeof(tmp));
-    }
     if (fd < 0)
         return fd;
     rc = write_all(fd, data, len);
@@ -191,10 +195,8 @@ static int fs_overwrite(void *state, const char *key, const void *data, size_t l
 {
     const fs_state_t *fs = state;
     char final[PATH_MAX];
-    const char *p = data;
     bool created = false;
-    size_t off = 0;
-    int fd, rc = 0;
+    int fd, rc;
 
     path_of(fs, key, final, sizeof(final));
     fd = open(final, O_WRONLY | O_CLOEXEC);
@@ -210,16 +212,7 @@ static int fs_overwrite(void *state, const char *key, const void *data, size_t l
     }
     if (fd < 0)
         return -errno;
-    while (off < len) {
-        ssize_t n = pwrite(fd, p + off, len - off, (off_t) off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        off += (size_t) n;
-    }
+    rc = write_all(fd, data, len); /* from offset 0: the file was just opened */
     if (rc == 0 && ftruncate(fd, (off_t) len))
         rc = -errno;
     if (rc == 0 && fs->fsync && fdatasync(fd))
@@ -233,24 +226,29 @@ static int fs_overwrite(void *state, const char *key, const void *data, size_t l
 
 static int fs_put_file(void *state, const char *key, const char *path)
 {
+    const fs_state_t *fs = state;
     char final[PATH_MAX], tmp[PATH_MAX + 32], buf[65536];
     int in, fd, rc;
     ssize_t n;
 
-    path_of(state, key, final, sizeof(final));
-    rc = make_parents(final);
-    if (rc)
-        return rc;
+    path_of(fs, key, final, sizeof(final));
     in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return -errno;
-    /* same filesystem: fsync the file and rename it in */
-    if ((!((fs_state_t *) state)->fsync || fsync(in) == 0) && rename(path, final) == 0) {
-        close(in);
-        return ((fs_state_t *) state)->fsync ? fsync_parent(final) : 0;
-    }
-    if (errno != EXDEV) {
+    /* same filesystem: fsync the file and rename it in (parents only when missing) */
+    rc = fs->fsync && fsync(in) ? -errno : 0;
+    if (rc == 0 && rename(path, final))
         rc = -errno;
+    if (rc == -ENOENT) {
+        rc = make_parents(final);
+        if (rc == 0 && rename(path, final))
+            rc = -errno;
+    }
+    if (rc == 0) {
+        close(in);
+        return fs->fsync ? fsync_parent(final) : 0;
+    }
+    if (rc != -EXDEV) {
         close(in);
         return rc;
     }

@@ -166,6 +166,14 @@ static void test_put_file_consumes_the_file(void **state)
     cb_buf_init(&b, 64);
     assert_int_equal(cb_storage_get(s, "vod/x/seg.ts", &b), 0);
     assert_string_equal(b.data, "segment");
+    /* the second one lands in a directory that exists now */
+    f = fopen(path, "w");
+    fputs("next", f);
+    fclose(f);
+    assert_int_equal(cb_storage_put_file(s, "vod/x/seg2.ts", path), 0);
+    cb_buf_reset(&b);
+    assert_int_equal(cb_storage_get(s, "vod/x/seg2.ts", &b), 0);
+    assert_string_equal(b.data, "next");
     cb_buf_release(&b);
 }
 
