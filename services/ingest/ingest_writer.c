@@ -561,8 +561,10 @@ static void recording_append(ingest_writer_t *w, wstream_t *s, const ingest_segm
     if (!io || !in)
         goto out;
     in->pb = io;
+    /* the streams' parameters are needed to open the recording; later segments are
+     * mapped by media type, which the container header gives without probing */
     if (avformat_open_input(&in, NULL, av_find_input_format(seg->container), NULL) < 0 ||
-        avformat_find_stream_info(in, NULL) < 0)
+        ((!r || !r->oc) && avformat_find_stream_info(in, NULL) < 0))
         goto out;
     if (!r) {
         r = calloc(1, sizeof(*r));
