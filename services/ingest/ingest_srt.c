@@ -70,6 +70,7 @@ struct ingest_srt {
     srt_conn_t *conns;
     size_t nconns;
     cb_metric_t *m_conns, *m_attempts, *m_bytes;
+    cb_series_t *s_bytes; /* m_bytes, looked up once: it counts every packet */
 };
 
 static void srt_kick(void *connp, const char *why);
@@ -193,7 +194,7 @@ static int srt_read(void *opaque, uint8_t *buf, int size)
     n = srt_recvmsg(c->sock, (char *) buf, size);
     if (n <= 0)
         return AVERROR_EOF; /* closed, timed out or kicked */
-    cb_metric_add(c->srt->m_bytes, NULL, n);
+    cb_series_add(c->srt->s_bytes, n);
     return n;
 }
 
@@ -452,6 +453,7 @@ int ingest_srt_new(const ingest_srt_config_t *cfg, ingest_hub_t *hub, ingest_rat
                            "SRT publish attempts, by outcome.", (const char *[]){ "result", NULL });
     s->m_bytes = cb_metrics_counter(metrics, "castbus_ingest_srt_received_bytes_total",
                                     "Bytes received from SRT publishers.", NULL);
+    s->s_bytes = cb_metric_series(s->m_bytes, NULL);
     *out = s;
     return 0;
 }
