@@ -202,9 +202,17 @@ static int apply_extra(rd_kafka_conf_t *conf, const cb_kafka_config_t *cfg, char
     return rc;
 }
 
-/* Common client configuration from our config table. */
-static rd_kafka_conf_t *make_conf(const cb_kafka_config_t *cfg, const char *client_id, char *err,
-                                  size_t errlen)
+typedef struct conf_kv {
+    const char *name, *value;
+} conf_kv_t;
+
+/*
+ * A client configuration: what every client gets from our config table,
+ * then the role's own settings (a list ending with a NULL name; NULL for
+ * none), then kafka_extra last, so an operator can override any of them.
+ */
+static rd_kafka_conf_t *make_conf(const cb_kafka_config_t *cfg, const char *client_id,
+                                  const conf_kv_t *role, char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *proto = security_protocols[cfg->security_protocol];
@@ -222,6 +230,10 @@ static rd_kafka_conf_t *make_conf(const cb_kafka_config_t *cfg, const char *clie
     }
     if (cfg->ssl_ca_location && *cfg->ssl_ca_location)
         rc |= conf_set(conf, "ssl.ca.location", cfg->ssl_ca_location, err, errlen);
+    for (; role && role->name; role++)
+        rc |= conf_set(conf, role->name, role->value, err, errlen);
+    if (rc == 0)
+        rc = apply_extra(conf, cfg, err, errlen);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -306,28 +318,24 @@ int cb_kafka_producer_new(const cb_kafka_config_t *cfg, const char *client_id,
 {
     cb_kafka_producer_t *p = calloc(1, sizeof(*p));
     rd_kafka_conf_t *conf;
-    char rderr[512], num[32];
-    int rc = 0;
+    char rderr[512], timeout[32], queue[32];
+    int rc;
+    const conf_kv_t role[] = {
+        { "enable.idempotence", "true" },
+        { "acks", "all" },
+        { "linger.ms", "5" },
+        { "compression.type", "lz4" },
+        { "message.timeout.ms", timeout },
+        { "queue.buffering.max.messages", queue },
+        { NULL, NULL },
+    };
 
     if (!p)
         return -ENOMEM;
-    conf = make_conf(cfg, client_id, err, errlen);
+    snprintf(timeout, sizeof(timeout), "%lld", (long long) cfg->message_timeout_ms);
+    snprintf(queue, sizeof(queue), "%lld", (long long) cfg->queue_max_messages);
+    conf = make_conf(cfg, client_id, role, err, errlen);
     if (!conf) {
-        free(p);
-        return -EINVAL;
-    }
-    rc |= conf_set(conf, "enable.idempotence", "true", err, errlen);
-    rc |= conf_set(conf, "acks", "all", err, errlen);
-    rc |= conf_set(conf, "linger.ms", "5", err, errlen);
-    rc |= conf_set(conf, "compression.type", "lz4", err, errlen);
-    snprintf(num, sizeof(num), "%lld", (long long) cfg->message_timeout_ms);
-    rc |= conf_set(conf, "message.timeout.ms", num, err, errlen);
-    snprintf(num, sizeof(num), "%lld", (long long) cfg->queue_max_messages);
-    rc |= conf_set(conf, "queue.buffering.max.messages", num, err, errlen);
-    if (rc == 0)
-        rc = apply_extra(conf, cfg, err, errlen);
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
         free(p);
         return -EINVAL;
     }
@@ -1096,7 +1104,6 @@ int cb_kafka_consumer_new(const cb_kafka_config_t *cfg, const cb_kafka_consumer_
     rd_kafka_conf_t *conf;
     char rderr[512], client_id[160];
     size_t i;
-    int rc = 0;
 
     CB_ASSERT(opts->handler && opts->topics && opts->topics[0] && opts->group && opts->dlq);
     c = calloc(1, sizeof(*c));
@@ -1124,24 +1131,23 @@ int cb_kafka_consumer_new(const cb_kafka_config_t *cfg, const cb_kafka_consumer_
     pthread_cond_init(&c->stop_cond, NULL);
 
     snprintf(client_id, sizeof(client_id), "%s", opts->group);
-    conf = make_conf(cfg, client_id, err, errlen);
-    if (!conf) {
-        cb_kafka_consumer_free(c);
-        return -EINVAL;
+    {
+        const conf_kv_t role[] = {
+            { "group.id", opts->group },
+            { "enable.auto.commit", "false" },
+            { "enable.auto.offset.store", "false" },
+            { "auto.offset.reset", "earliest" },
+            { "enable.partition.eof", "false" },
+            { "statistics.interval.ms", "10000" },
+            /* a handler may run long (transcoding): do not leave the group meanwhile */
+            { "max.poll.interval.ms", "600000" },
+            { "session.timeout.ms", "10000" },
+            { NULL, NULL },
+        };
+
+        conf = make_conf(cfg, client_id, role, err, errlen);
     }
-    rc |= conf_set(conf, "group.id", opts->group, err, errlen);
-    rc |= conf_set(conf, "enable.auto.commit", "false", err, errlen);
-    rc |= conf_set(conf, "enable.auto.offset.store", "false", err, errlen);
-    rc |= conf_set(conf, "auto.offset.reset", "earliest", err, errlen);
-    rc |= conf_set(conf, "enable.partition.eof", "false", err, errlen);
-    rc |= conf_set(conf, "statistics.interval.ms", "10000", err, errlen);
-    /* a handler may run long (transcoding): do not leave the group meanwhile */
-    rc |= conf_set(conf, "max.poll.interval.ms", "600000", err, errlen);
-    rc |= conf_set(conf, "session.timeout.ms", "10000", err, errlen);
-    if (rc == 0)
-        rc = apply_extra(conf, cfg, err, errlen);
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
+    if (!conf) {
         cb_kafka_consumer_free(c);
         return -EINVAL;
     }
@@ -1317,7 +1323,7 @@ const cb_component_ops_t cb_kafka_consumer_component = {
 int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_spec_t *specs,
                            size_t n, int64_t timeout_ms, size_t *created, char *err, size_t errlen)
 {
-    rd_kafka_conf_t *conf = make_conf(cfg, "castbus-admin", err, errlen);
+    rd_kafka_conf_t *conf = make_conf(cfg, "castbus-admin", NULL, err, errlen);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_NewTopic_t **newt = NULL;
     rd_kafka_queue_t *q = NULL;
@@ -1331,10 +1337,6 @@ int cb_kafka_ensure_topics(const cb_kafka_config_t *cfg, const cb_kafka_topic_sp
         *created = 0;
     if (!conf)
         return -EINVAL;
-    if (apply_extra(conf, cfg, err, errlen)) {
-        rd_kafka_conf_destroy(conf);
-        return -EINVAL;
-    }
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
     if (!rk) {
         snprintf(err, errlen, "kafka: cannot create admin client: %s", rderr);
