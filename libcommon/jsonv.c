@@ -289,7 +289,7 @@ void cb_jsonv_init(const cb_jsonv_field_t *fields, void *dst)
             *(char **) p = NULL;
             break;
         case CB_JSONV_INT:
-            *(int64_t *) p = 0;
+            *(int64_t *) p = f->def;
             break;
         case CB_JSONV_DOUBLE:
             *(double *) p = 0;
@@ -403,7 +403,7 @@ static bool is_zero(const cb_jsonv_field_t *f, const void *src)
     case CB_JSONV_STRING:
         return *(char *const *) p == NULL;
     case CB_JSONV_INT:
-        return *(const int64_t *) p == 0;
+        return *(const int64_t *) p == f->def;
     case CB_JSONV_DOUBLE:
         return *(const double *) p == 0.0;
     case CB_JSONV_BOOL:

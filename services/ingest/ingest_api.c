@@ -50,7 +50,8 @@ static const cb_jsonv_field_t create_fields[] = {
       .type = CB_JSONV_INT,
       .offset = offsetof(create_req_t, dvr_window_s),
       .min = 0,
-      .max = 14400 },
+      .max = 14400,
+      .def = 3600 }, /* absent: an hour; 0: live edge only */
     { .name = "record", .type = CB_JSONV_BOOL, .offset = offsetof(create_req_t, record) },
     { .name = "signed_playback",
       .type = CB_JSONV_BOOL,
@@ -61,8 +62,6 @@ static const cb_jsonv_field_t create_fields[] = {
       .enum_values = priorities },
     { .name = NULL },
 };
-
-#define DEFAULT_DVR_WINDOW_S 3600
 
 /* Answer a store error: 404, 503 or 500. */
 static int store_error(cb_http_req_t *req, int rc, const char *id, const char *err)
@@ -105,28 +104,21 @@ static int h_create(cb_http_req_t *req, void *arg)
     char key[INGEST_KEY_MAX], err[256];
     ingest_stream_row_t row;
     create_req_t body;
-    json_t *root = NULL, *o;
-    size_t len;
-    const char *text;
+    json_t *o;
     int rc;
 
     if (cb_http_req_json(req, create_fields, &body)) {
         cb_jsonv_release(create_fields, &body);
         return CB_HTTP_DONE;
     }
-    /* absent and zero differ for the DVR window: look at the document itself */
-    text = cb_http_req_body(req, &len);
-    cb_jsonv_parse(text, len, &root, NULL);
     memset(&info, 0, sizeof(info));
     snprintf(info.name, sizeof(info.name), "%s", body.name);
     snprintf(info.profile, sizeof(info.profile), "%s",
              body.profile ? body.profile : app->cfg.default_profile);
-    info.dvr_window_s =
-        json_object_get(root, "dvr_window_s") ? body.dvr_window_s : DEFAULT_DVR_WINDOW_S;
+    info.dvr_window_s = body.dvr_window_s;
     info.record = body.record;
     info.signed_playback = body.signed_playback;
     info.priority_high = body.priority == 1;
-    json_decref(root);
     cb_jsonv_release(create_fields, &body);
     rc = ingest_store_create(app->deps.db, &info, key, err, sizeof(err));
     if (rc)

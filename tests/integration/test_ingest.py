@@ -180,6 +180,9 @@ def test_streams_api(ingest):
     s = create_stream(ingest, name="launch event", profile="default", dvr_window_s=7200,
                       record=True)
     assert s["status"] == "idle" and s["dvr_window_s"] == 7200 and s["record"] is True
+    # absent and 0 differ: an hour by default, 0 is the live edge only
+    assert create_stream(ingest)["dvr_window_s"] == 3600
+    assert create_stream(ingest, dvr_window_s=0)["dvr_window_s"] == 0
     key = s["stream_key"]
     assert key.startswith(s["id"] + ".")
     assert s["publish"]["rtmp"].endswith(f"/live/{key}")

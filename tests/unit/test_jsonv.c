@@ -204,6 +204,46 @@ static void test_encode_round_trip(void **state)
     cb_jsonv_release(doc_fields, &d2);
 }
 
+typedef struct window {
+    int64_t dvr_s;
+} window_t;
+
+static const cb_jsonv_field_t window_fields[] = {
+    { .name = "dvr_s",
+      .type = CB_JSONV_INT,
+      .offset = offsetof(window_t, dvr_s),
+      .min = 0,
+      .max = 14400,
+      .def = 3600 },
+    { .name = NULL },
+};
+
+static void test_int_default_tells_absent_from_zero(void **state)
+{
+    cb_jsonv_error_t e;
+    window_t w;
+    json_t *j;
+    char *out;
+
+    (void) state;
+    assert_int_equal(cb_jsonv_decode_buf(window_fields, "{}", 2, &w, &e), 0);
+    assert_int_equal(w.dvr_s, 3600);
+    assert_int_equal(cb_jsonv_decode_buf(window_fields, "{\"dvr_s\":0}", 11, &w, &e), 0);
+    assert_int_equal(w.dvr_s, 0);
+    /* the encoder leaves out the default, not 0: both round-trip */
+    j = cb_jsonv_encode(window_fields, &w);
+    out = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(out, "{\"dvr_s\":0}");
+    free(out);
+    json_decref(j);
+    w.dvr_s = 3600;
+    j = cb_jsonv_encode(window_fields, &w);
+    out = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(out, "{}");
+    free(out);
+    json_decref(j);
+}
+
 static void test_validate_only_and_idents(void **state)
 {
     cb_jsonv_error_t e;
@@ -225,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_decode_full),
         cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_int_default_tells_absent_from_zero),
         cmocka_unit_test(test_validate_only_and_idents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
