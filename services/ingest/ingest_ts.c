@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "defs.h"
+#include "nal.h"
 
 #define TS_PACKET   188
 #define PID_PAT     0x0000
@@ -254,12 +255,6 @@ static int parse_hvcc(ts_track_t *t, const uint8_t *p, size_t len)
     return 0;
 }
 
-static bool is_annexb(const uint8_t *p, size_t len)
-{
-    return (len >= 3 && p[0] == 0 && p[1] == 0 && p[2] == 1) ||
-           (len >= 4 && p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 1);
-}
-
 static int setup_track(ts_track_t *t, ingest_media_kind_t kind, const ingest_ts_track_t *in,
                        char *err, size_t errlen)
 {
@@ -274,7 +269,7 @@ static int setup_track(ts_track_t *t, ingest_media_kind_t kind, const ingest_ts_
     case INGEST_CODEC_HEVC:
         if (in->extradata_len == 0)
             return 0; /* in-band parameter sets (Annex B) */
-        if (is_annexb(in->extradata, in->extradata_len)) {
+        if (cb_nal_is_annexb(in->extradata, in->extradata_len)) {
             if (in->extradata_len > sizeof(t->ps)) {
                 snprintf(err, errlen, "video parameter sets over %d bytes", MAX_PS);
                 return -EINVAL;
@@ -544,42 +539,34 @@ static int video_pieces(ingest_ts_t *ts, ts_track_t *t, bool keyframe, const uin
 {
     /* a configuration record says length-prefixed (a 4-byte length of 256..511 reads
      * like a start code, so never guess); without one, start codes are required */
-    bool annexb = t->nal_len_size == 0, has_ps = false;
-    size_t pos;
-    int first_type = -1, rc = 0;
+    bool annexb = t->nal_len_size == 0, has_ps = false, first = true;
+    const uint8_t *nal;
+    size_t pos = 0, n;
+    int first_type = -1, rc = 0, more;
 
-    if (annexb && !is_annexb(data, len)) {
+    if (annexb && !cb_nal_is_annexb(data, len)) {
         snprintf(err, errlen, "video frame without start codes or a decoder configuration");
         return -EINVAL;
     }
     /* look at the NAL types: is there a delimiter first, are the parameter sets in? */
     if (annexb) {
-        size_t sc = data[2] == 1 ? 3 : 4;
-        first_type = len > sc ? nal_type(t->codec, data[sc]) : -1;
-        if (keyframe) {
-            for (pos = 0; pos + 3 < len; pos++) {
-                if (data[pos] == 0 && data[pos + 1] == 0 && data[pos + 2] == 1 &&
-                    is_ps(t->codec, nal_type(t->codec, data[pos + 3]))) {
-                    has_ps = true;
-                    break;
-                }
-            }
+        while ((first || (keyframe && !has_ps)) && cb_nal_next_annexb(data, len, &pos, &nal, &n)) {
+            if (first)
+                first_type = n ? nal_type(t->codec, nal[0]) : -1;
+            first = false;
+            if (keyframe && n && is_ps(t->codec, nal_type(t->codec, nal[0])))
+                has_ps = true;
         }
     } else {
-        for (pos = 0; pos + (size_t) t->nal_len_size <= len;) {
-            size_t l = 0;
-            for (int i = 0; i < t->nal_len_size; i++)
-                l = l << 8 | data[pos + (size_t) i];
-            pos += (size_t) t->nal_len_size;
-            if (l == 0 || l > len - pos) {
-                snprintf(err, errlen, "video frame: NAL unit length %zu past the frame", l);
-                return -EINVAL;
-            }
+        while ((more = cb_nal_next_prefixed(data, len, t->nal_len_size, &pos, &nal, &n)) > 0) {
             if (first_type < 0)
-                first_type = nal_type(t->codec, data[pos]);
-            if (is_ps(t->codec, nal_type(t->codec, data[pos])))
+                first_type = nal_type(t->codec, nal[0]);
+            if (is_ps(t->codec, nal_type(t->codec, nal[0])))
                 has_ps = true;
-            pos += l;
+        }
+        if (more < 0) {
+            snprintf(err, errlen, "video frame: NAL unit length %zu past the frame", n);
+            return -EINVAL;
         }
     }
     if (first_type < 0 || !is_aud(t->codec, first_type)) {
@@ -592,14 +579,9 @@ static int video_pieces(ingest_ts_t *ts, ts_track_t *t, bool keyframe, const uin
     if (annexb) {
         rc |= add_piece(ts, data, len);
     } else {
-        for (pos = 0; pos + (size_t) t->nal_len_size <= len;) {
-            size_t l = 0;
-            for (int i = 0; i < t->nal_len_size; i++)
-                l = l << 8 | data[pos + (size_t) i];
-            pos += (size_t) t->nal_len_size;
+        for (pos = 0; cb_nal_next_prefixed(data, len, t->nal_len_size, &pos, &nal, &n) > 0;) {
             rc |= add_piece(ts, start_code, 4);
-            rc |= add_piece(ts, data + pos, l);
-            pos += l;
+            rc |= add_piece(ts, nal, n);
         }
     }
     return rc ? -ENOMEM : 0;

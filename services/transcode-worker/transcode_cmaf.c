@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "defs.h"
+#include "nal.h"
 
 typedef struct w {
     cb_buf_t *b;
@@ -112,30 +113,6 @@ static void box_close(w_t *w, size_t at)
 
 /* ---- describing tracks ---- */
 
-/* Next Annex B NAL unit at or after *pos: sets nal and nal_len, advances *pos. */
-static bool next_nal(const uint8_t *p, size_t len, size_t *pos, const uint8_t **nal,
-                     size_t *nal_len)
-{
-    size_t i = *pos, start, end;
-
-    while (i + 3 <= len && !(p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1))
-        i++;
-    if (i + 3 > len)
-        return false;
-    start = end = i + 3;
-    while (end + 3 <= len && !(p[end] == 0 && p[end + 1] == 0 && p[end + 2] == 1))
-        end++;
-    if (end + 3 > len)
-        end = len;
-    *pos = end;
-    /* a NAL unit ends with its stop bit: zeros are the next start code's */
-    while (end > start && p[end - 1] == 0)
-        end--;
-    *nal = p + start;
-    *nal_len = end - start;
-    return true;
-}
-
 int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
                        size_t len, char *err, size_t errlen)
 {
@@ -158,7 +135,7 @@ int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t 
                  extradata[3]);
         return 0;
     }
-    while (next_nal(extradata, len, &pos, &nal, &nal_len)) {
+    while (cb_nal_next_annexb(extradata, len, &pos, &nal, &nal_len)) {
         if (nal_len == 0)
             continue;
         if ((nal[0] & 0x1f) == 7 && !sps) {
@@ -457,7 +434,7 @@ int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t 
         const uint8_t *nal;
         size_t nal_len, pos = 0;
 
-        while (next_nal(data, len, &pos, &nal, &nal_len)) {
+        while (cb_nal_next_annexb(data, len, &pos, &nal, &nal_len)) {
             uint8_t hdr[4] = { (uint8_t) (nal_len >> 24), (uint8_t) (nal_len >> 16),
                                (uint8_t) (nal_len >> 8), (uint8_t) nal_len };
             int type = nal_len ? nal[0] & 0x1f : 0;
