@@ -244,7 +244,8 @@ $(BUILD)/gen/itest_migrations.c: $(ITEST_SQL) tools/embed-sql
 
 $(BUILD)/tests/helpers/%: $(BUILD)/obj/tests/integration/helpers/%.o $(BUILD)/obj/gen/itest_migrations.o $(LIBS)
 	@mkdir -p $(@D)
-	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/obj/gen/itest_migrations.o $(LIBS) $(LDLIBS_BASE)
+	$(QUIET_LINK)$(CC) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/obj/gen/itest_migrations.o $(LIBS) \
+		$(SERVICE_PKG_LIBS) $(LDLIBS_BASE)
 
 $(BUILD)/obj/gen/itest_migrations.o: $(BUILD)/gen/itest_migrations.c $(FLAGS_FILE)
 	@mkdir -p $(@D)

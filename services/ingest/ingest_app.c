@@ -121,7 +121,8 @@ const cb_config_key_t ingest_config_keys[] = {
       .min = 100,
       .max = 600000,
       .offset = offsetof(ingest_config_t, handshake_timeout_ms),
-      .help = "Time an RTMP client has to complete the handshake and connect." },
+      .help = "Time an RTMP client has to complete the handshake and connect, and an SRT "
+              "handshake to complete." },
     { .name = "idle_timeout",
       .type = CB_CONFIG_DURATION,
       .def = "15s",
@@ -518,6 +519,7 @@ int ingest_app_start(ingest_app_t *app, cb_daemon_t *d)
         .latency_ms = app->cfg.srt_latency_ms,
         .max_connections = app->cfg.max_connections,
         .idle_timeout_ms = app->cfg.idle_timeout_ms,
+        .handshake_timeout_ms = app->cfg.handshake_timeout_ms,
     };
     char host[128] = "", err[512] = "";
     int rc;

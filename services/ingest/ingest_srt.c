@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "log.h"
 
@@ -32,9 +33,15 @@
 #define PENDING_MAX 64
 #define SRT_PAYLOAD 1500
 
+/*
+ * A handshake the listen callback accepted, waiting for srt_accept. One that
+ * fails afterwards (a wrong passphrase) never reaches srt_accept: its slot is
+ * taken back once it is older than the handshake timeout.
+ */
 typedef struct pending {
     SRTSOCKET sock;
     bool used;
+    int64_t at_ms; /* when the callback accepted it */
     bool backup;
     ingest_stream_info_t info;
     ingest_cursor_t cursor;
@@ -121,6 +128,7 @@ static int listen_cb(void *opaque, SRTSOCKET ns, int hsversion, const struct soc
     ingest_stream_info_t info;
     ingest_cursor_t cursor;
     bool backup = false;
+    int64_t now;
     size_t i;
     int rc;
 
@@ -160,15 +168,19 @@ static int listen_cb(void *opaque, SRTSOCKET ns, int hsversion, const struct soc
     if (s->cfg.passphrase && *s->cfg.passphrase)
         srt_setsockflag(ns, SRTO_PASSPHRASE, s->cfg.passphrase, (int) strlen(s->cfg.passphrase));
     pthread_mutex_lock(&s->lock);
-    for (i = 0; i < PENDING_MAX && s->pending[i].used; i++)
+    now = cb_clock_mono_ms();
+    for (i = 0; i < PENDING_MAX && s->pending[i].used &&
+                now - s->pending[i].at_ms < s->cfg.handshake_timeout_ms;
+         i++)
         ;
     if (i == PENDING_MAX || s->nconns >= (size_t) s->cfg.max_connections) {
         pthread_mutex_unlock(&s->lock);
         srt_setrejectreason(ns, SRT_REJX_OVERLOAD);
         return -1;
     }
-    s->pending[i] =
-        (pending_t){ .sock = ns, .used = true, .backup = backup, .info = info, .cursor = cursor };
+    s->pending[i] = (pending_t){
+        .sock = ns, .used = true, .at_ms = now, .backup = backup, .info = info, .cursor = cursor
+    };
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -27,6 +27,7 @@ typedef struct ingest_srt_config {
     int64_t latency_ms;
     int64_t max_connections;
     int64_t idle_timeout_ms;
+    int64_t handshake_timeout_ms; /* a handshake that never completes frees its slot after this */
 } ingest_srt_config_t;
 
 /*

@@ -16,7 +16,7 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import (ADMIN_KEY, BIN, EDITOR_KEY, ROOT, VIEWER_KEY, free_port, unique,
+from conftest import (ADMIN_KEY, BIN, EDITOR_KEY, HELPERS, ROOT, VIEWER_KEY, free_port, unique,
                       wait_until)
 
 MEDIA = ROOT / "tests" / "data" / "media" / "h264_aac_6s.flv"
@@ -385,6 +385,30 @@ def test_srt_passphrase(start_daemon, jobs_topic):
     assert rc == 0, err
     jobs = jobs_topic.wait(s["id"], lambda js: any(j.get("end_of_stream") for j in js))
     assert abs(check_timeline(d.storage, jobs) - MEDIA_S) < 0.25
+
+
+
+def srt_connect(d, stream, passphrase, count):
+    """count SRT handshakes (no media) by tests/integration/helpers/srt_connect."""
+    streamid = f"publish:live/{stream['stream_key']}"
+    r = subprocess.run([str(HELPERS / "srt_connect"), "127.0.0.1", d.env["CASTBUS_SRT_PORT"],
+                        streamid, passphrase, str(count)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_srt_failed_handshakes_do_not_use_up_the_listener(start_daemon):
+    # a wrong passphrase fails after the key check: 100 of them, more than the
+    # listener's 64 pending handshakes, must not lock out the right publisher
+    d = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_SRT_PASSPHRASE="correct-horse-battery",
+                                    CASTBUS_HANDSHAKE_TIMEOUT="1s"))
+    d.wait_ready()
+    s = create_stream(d)
+    got = srt_connect(d, s, "wrong-passphrase-1", 100)
+    assert got["connected"] == 0 and got["rejected"] == 100, got
+    wait_until(lambda: srt_connect(d, s, "correct-horse-battery", 1)["connected"] == 1, 30, 0.5,
+               "an SRT handshake with the right passphrase")
 
 
 # ---- keys, limits and hostile clients ----
