@@ -32,6 +32,8 @@ const cb_proto_topic_t cb_proto_topics[] = {
     { "media.transcode.done.dlq", 3, "stream_id", NULL, NULL },
     { "media.transcode.jobs", 24, "stream_id", "TranscodeJob", cb_proto_transcode_job_validate },
     { "media.transcode.jobs.dlq", 3, "stream_id", NULL, NULL },
+    { "media.transcode.jobs.high", 24, "stream_id", "TranscodeJob", cb_proto_transcode_job_validate },
+    { "media.transcode.jobs.high.dlq", 3, "stream_id", NULL, NULL },
 };
 const size_t cb_proto_ntopics = sizeof(cb_proto_topics) / sizeof(cb_proto_topics[0]);
 

@@ -29,6 +29,8 @@
 #define CB_PROTO_TOPIC_MEDIA_TRANSCODE_DONE_DLQ "media.transcode.done.dlq"
 #define CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS "media.transcode.jobs"
 #define CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS_DLQ "media.transcode.jobs.dlq"
+#define CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS_HIGH "media.transcode.jobs.high"
+#define CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS_HIGH_DLQ "media.transcode.jobs.high.dlq"
 
 /* Checks a message's bytes against its schema; 0 or -EINVAL with err filled. */
 typedef int (*cb_proto_validate_fn)(const void *buf, size_t len, cb_jsonv_error_t *err);

@@ -638,10 +638,17 @@ out:
 
 static void on_delivery(void *opaque, int err, const char *reason);
 
+/* Premium streams' jobs go to the priority lane, which workers drain first. */
+static const char *job_topic(bool priority_high)
+{
+    return priority_high ? CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS_HIGH
+                         : CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS;
+}
+
 /* Thread locked or not: produce the job; on refusal it goes to the retry list. */
 static void announce(ingest_writer_t *w, wjob_t *j)
 {
-    int rc = cb_kafka_produce(w->producer, CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS, j->info.id,
+    int rc = cb_kafka_produce(w->producer, job_topic(j->info.priority_high), j->info.id,
                               strlen(j->info.id), j->msg, j->msglen, NULL, 0, on_delivery, j);
 
     if (rc == 0)
@@ -1037,8 +1044,14 @@ static int reannounce(ingest_writer_t *w, const char *stream_id)
         sidecar_key(stream_id, seq, key, sizeof(key));
         cb_buf_init(&job, 1 << 20);
         if (cb_storage_get(w->storage, key, &job) == 0) {
-            rc = cb_kafka_produce(w->producer, CB_PROTO_TOPIC_MEDIA_TRANSCODE_JOBS, stream_id,
-                                  strlen(stream_id), job.data, job.len, NULL, 0, NULL, NULL);
+            cb_proto_transcode_job_t m = { 0 };
+            cb_jsonv_error_t verr;
+            bool high = cb_proto_transcode_job_decode(job.data, job.len, &m, &verr) == 0 &&
+                        m.priority == CB_PROTO_TRANSCODE_JOB_PRIORITY_HIGH;
+
+            cb_proto_transcode_job_release(&m);
+            rc = cb_kafka_produce(w->producer, job_topic(high), stream_id, strlen(stream_id),
+                                  job.data, job.len, NULL, 0, NULL, NULL);
             if (rc == 0)
                 n++;
         }

@@ -10,10 +10,13 @@
 #include "avlog.h"
 #include "daemon.h"
 #include "deps.h"
+#include "log.h"
+#include "transcode_jobs.h"
 #include "transcode_once.h"
 
 typedef struct transcode_worker_app {
     cb_deps_t deps;
+    tc_jobs_config_t jobs_cfg;
     transcode_once_config_t once;
 } transcode_worker_app_t;
 
@@ -29,6 +32,9 @@ static int add_config(cb_daemon_t *d, void *arg)
     int rc = cb_deps_add_config(&a->deps, d);
 
     if (rc == 0)
+        rc = cb_config_add(cb_daemon_config(d), "transcode-worker", tc_jobs_config_keys,
+                           &a->jobs_cfg);
+    if (rc == 0)
         rc = cb_config_add(cb_daemon_config(d), "one-shot", transcode_once_config_keys, &a->once);
     return rc;
 }
@@ -36,15 +42,32 @@ static int add_config(cb_daemon_t *d, void *arg)
 static int setup(cb_daemon_t *d, void *arg)
 {
     transcode_worker_app_t *a = arg;
+    tc_jobs_t *jobs;
+    char err[512];
+    int rc;
 
     cb_avlog_install();
     if (a->once.once) {
         /* one file, no Kafka, no HTTP: the exit code says how it went */
-        int rc = transcode_once_run(&a->once);
-
+        rc = transcode_once_run(&a->once);
         return rc ? rc : CB_DAEMON_EXIT;
     }
-    return cb_deps_connect(&a->deps, d);
+    rc = cb_deps_connect(&a->deps, d);
+    if (rc)
+        return rc;
+    rc = tc_jobs_new(&a->jobs_cfg, &a->deps.kafka_cfg, a->deps.producer, a->deps.storage,
+                     cb_daemon_metrics(d), &jobs, err, sizeof(err));
+    if (rc) {
+        cb_log_error("%s", err);
+        return rc;
+    }
+    /* attached after the producer and storage, so drained before them */
+    rc = cb_daemon_attach(d, &tc_jobs_component, jobs);
+    if (rc) {
+        tc_jobs_component.free(jobs);
+        return rc;
+    }
+    return tc_jobs_start(jobs);
 }
 
 int main(int argc, char **argv)

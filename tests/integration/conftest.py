@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from confluent_kafka import Consumer
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("CASTBUS_BUILD", ROOT / "build"))
@@ -485,6 +486,50 @@ def probes(stack):
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+class TopicReader:
+    """Every message of a topic from the start, kept by key (stream id): the
+    JSON bodies in by_key, and every record (key, value, headers) in records."""
+
+    def __init__(self, stack, topic):
+        self.topic = topic
+        self.consumer = Consumer({
+            "bootstrap.servers": stack.brokers, "group.id": unique("itest-reader"),
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        })
+        self.consumer.subscribe([topic])
+        self.by_key = {}
+        self.records = []
+
+    def poll(self):
+        while True:
+            m = self.consumer.poll(0.2)
+            if m is None:
+                return
+            if m.error():
+                continue
+            key = (m.key() or b"").decode()
+            self.records.append({"key": key, "value": m.value(),
+                                 "headers": {k: (v or b"").decode(errors="replace")
+                                             for k, v in (m.headers() or [])}})
+            try:
+                self.by_key.setdefault(key, []).append(json.loads(m.value()))
+            except ValueError:
+                pass
+
+    def messages(self, key):
+        self.poll()
+        return list(self.by_key.get(key, []))
+
+    def wait(self, key, predicate, timeout=90, what="message"):
+        def found():
+            msgs = self.messages(key)
+            return msgs if predicate(msgs) else None
+        return wait_until(found, timeout, 0.1, f"{what} on {self.topic} for {key}")
+
+    def close(self):
+        self.consumer.close()
 
 
 def unique(prefix):

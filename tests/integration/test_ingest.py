@@ -14,10 +14,9 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer
 
-from conftest import (ADMIN_KEY, BIN, EDITOR_KEY, HELPERS, ROOT, VIEWER_KEY, free_port, unique,
-                      wait_until)
+from conftest import (ADMIN_KEY, BIN, EDITOR_KEY, HELPERS, ROOT, VIEWER_KEY, TopicReader, free_port,
+                      unique, wait_until)
 
 MEDIA = ROOT / "tests" / "data" / "media" / "h264_aac_6s.flv"
 MEDIA_S = 6.0  # its duration: 180 video frames at 30 fps, B-frames, 2 s GOPs, AAC
@@ -32,42 +31,6 @@ INGEST_ENV = {
 
 
 # ---- helpers ----
-
-class TopicReader:
-    """Every message of a topic from the start, kept by key (stream id)."""
-
-    def __init__(self, stack, topic):
-        self.topic = topic
-        self.consumer = Consumer({
-            "bootstrap.servers": stack.brokers, "group.id": unique("itest-reader"),
-            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        })
-        self.consumer.subscribe([topic])
-        self.by_key = {}
-
-    def poll(self):
-        while True:
-            m = self.consumer.poll(0.2)
-            if m is None:
-                return
-            if m.error():
-                continue
-            key = (m.key() or b"").decode()
-            self.by_key.setdefault(key, []).append(json.loads(m.value()))
-
-    def messages(self, key):
-        self.poll()
-        return list(self.by_key.get(key, []))
-
-    def wait(self, key, predicate, timeout=90, what="message"):
-        def found():
-            msgs = self.messages(key)
-            return msgs if predicate(msgs) else None
-        return wait_until(found, timeout, 0.1, f"{what} on {self.topic} for {key}")
-
-    def close(self):
-        self.consumer.close()
-
 
 @pytest.fixture
 def jobs_topic(stack):

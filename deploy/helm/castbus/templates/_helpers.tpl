@@ -93,6 +93,7 @@ transcode-worker:
   scaler: kafka
   topics:
     media.transcode.jobs: 24
+    media.transcode.jobs.high: 24
 packager:
   key: packager
   deps: [kafka, storage]
