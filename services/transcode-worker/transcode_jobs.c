@@ -364,7 +364,6 @@ static cb_kafka_result_t requeue(job_ctx_t *x, char *reason, size_t reasonlen)
     char why[256], next[16], err[256];
     cb_kafka_header_t h;
 
-    cb_metric_add(x->j->m_failures, (const char *[]){ "timeout" }, 1);
     if (attempt >= x->j->cfg.job_attempts) {
         snprintf(why, sizeof(why), "over its time budget of %lld ms on %d attempts",
                  (long long) x->j->cfg.job_timeout_ms, attempt);
@@ -378,6 +377,7 @@ static cb_kafka_result_t requeue(job_ctx_t *x, char *reason, size_t reasonlen)
         snprintf(reason, reasonlen, "over its time budget, and not produced again: %s", err);
         return CB_KAFKA_RETRY;
     }
+    cb_metric_add(x->j->m_failures, (const char *[]){ "timeout" }, 1);
     cb_log_warn("job %s: over its time budget of %lld ms (attempt %d); produced again for "
                 "another worker",
                 x->job.job_id, (long long) x->j->cfg.job_timeout_ms, attempt);

@@ -267,6 +267,25 @@ def test_bad_input_goes_to_the_dead_letter_topic_and_the_worker_keeps_serving(
     assert w.proc.poll() is None
 
 
+def test_a_job_over_its_budget_is_given_back_then_fails(start_daemon, bus, sources, tmp_path):
+    storage = tmp_path / "media"
+    w = start_worker(start_daemon, storage, castbus_job_timeout="1s", castbus_job_attempts="2")
+    stream = unique("tw-budget")
+    bus.job(storage, stream, 0, sources["slow"], profile="default")
+    dones = bus.dones(stream, 1, 120)
+    assert dones[0]["status"] == "failed" and "time budget" in dones[0]["error"], dones[0]
+    assert len(started_jobs(w)) == 2 and "attempt 2" in started_jobs(w)[1]
+
+    def dead():
+        bus.dlq.poll()
+        return [r for r in bus.dlq.records if r["key"] == stream]
+    rec = wait_until(dead, 60, what="the dead letter")[0]
+    assert "time budget" in rec["headers"]["castbus-dlq-reason"]
+    assert rec["headers"]["castbus-attempt"] == "2"
+    assert metric(w, "castbus_transcode_jobs_total", result="requeued") == 1
+    assert metric(w, "castbus_transcode_failures_total", reason="timeout") == 2
+
+
 def test_the_priority_lane_is_drained_first(start_daemon, bus, sources, tmp_path):
     storage = tmp_path / "media"
     w = start_worker(start_daemon, storage, castbus_jobs="1")
