@@ -171,6 +171,164 @@ bad:
     return -EINVAL;
 }
 
+/* Bits of an RBSP (emulation prevention bytes removed), read MSB first. */
+typedef struct rbsp {
+    uint8_t b[256];
+    size_t len, bit;
+    bool over;
+} rbsp_t;
+
+static void rbsp_load(rbsp_t *r, const uint8_t *nal, size_t len)
+{
+    size_t i, zeros = 0;
+
+    memset(r, 0, sizeof(*r));
+    for (i = 0; i < len && r->len < sizeof(r->b); i++) {
+        if (zeros >= 2 && nal[i] == 3) {
+            zeros = 0;
+            continue;
+        }
+        zeros = nal[i] == 0 ? zeros + 1 : 0;
+        r->b[r->len++] = nal[i];
+    }
+}
+
+static uint32_t rbsp_bits(rbsp_t *r, int n)
+{
+    uint32_t v = 0;
+
+    while (n-- > 0) {
+        if (r->bit >= r->len * 8) {
+            r->over = true;
+            return 0;
+        }
+        v = v << 1 | ((r->b[r->bit / 8] >> (7 - r->bit % 8)) & 1);
+        r->bit++;
+    }
+    return v;
+}
+
+static uint32_t rbsp_ue(rbsp_t *r)
+{
+    int lead = 0;
+
+    while (!r->over && rbsp_bits(r, 1) == 0 && lead < 31)
+        lead++;
+    return lead ? ((1u << lead) - 1) + rbsp_bits(r, lead) : 0;
+}
+
+/* Append one hvcC NAL array (array_completeness 1). */
+static size_t hvcc_array(uint8_t *c, size_t n, int type, const uint8_t *nal, size_t len)
+{
+    c[n++] = (uint8_t) (0x80 | type);
+    c[n++] = 0;
+    c[n++] = 1; /* one NAL unit */
+    c[n++] = (uint8_t) (len >> 8);
+    c[n++] = (uint8_t) len;
+    memcpy(c + n, nal, len);
+    return n + len;
+}
+
+int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
+                       size_t len, char *err, size_t errlen)
+{
+    const uint8_t *ps[3] = { NULL }, *nal; /* VPS, SPS, PPS */
+    size_t ps_len[3] = { 0 }, nal_len, pos = 0, n = 0, i;
+    uint8_t *c = t->config, ptl[12];
+    uint32_t sub_layers, chroma, depth_luma, depth_chroma, compat_rev = 0;
+    int last;
+    rbsp_t r;
+
+    memset(t, 0, sizeof(*t));
+    t->video = true;
+    t->hevc = true;
+    t->timescale = 90000;
+    t->width = width;
+    t->height = height;
+    while (cb_nal_next_annexb(extradata, len, &pos, &nal, &nal_len)) {
+        int type = nal_len >= 2 ? (nal[0] >> 1) & 0x3f : -1;
+        if (type >= 32 && type <= 34 && !ps[type - 32]) {
+            ps[type - 32] = nal;
+            ps_len[type - 32] = nal_len;
+        }
+    }
+    if (!ps[0] || !ps[1] || !ps[2] ||
+        23 + 3 * 5 + ps_len[0] + ps_len[1] + ps_len[2] > sizeof(t->config))
+        goto bad;
+    /* SPS: after the 2-byte header, 4+3+1 bits, then profile_tier_level */
+    rbsp_load(&r, ps[1] + 2, ps_len[1] - 2);
+    rbsp_bits(&r, 4); /* sps_video_parameter_set_id */
+    sub_layers = rbsp_bits(&r, 3);
+    rbsp_bits(&r, 1); /* temporal_id_nesting */
+    for (i = 0; i < 12; i++)
+        ptl[i] = (uint8_t) rbsp_bits(&r, 8); /* general profile, flags, constraints, level */
+    {
+        uint32_t prof_present = 0, level_present = 0;
+        for (i = 0; i < sub_layers; i++) {
+            prof_present |= rbsp_bits(&r, 1) << i;
+            level_present |= rbsp_bits(&r, 1) << i;
+        }
+        if (sub_layers > 0)
+            rbsp_bits(&r, 2 * (8 - (int) sub_layers));
+        for (i = 0; i < sub_layers; i++) {
+            if (prof_present >> i & 1) {
+                rbsp_bits(&r, 32);
+                rbsp_bits(&r, 32);
+                rbsp_bits(&r, 24);
+            }
+            if (level_present >> i & 1)
+                rbsp_bits(&r, 8);
+        }
+    }
+    rbsp_ue(&r); /* sps_seq_parameter_set_id */
+    chroma = rbsp_ue(&r);
+    if (chroma == 3)
+        rbsp_bits(&r, 1);
+    rbsp_ue(&r); /* width */
+    rbsp_ue(&r); /* height */
+    if (rbsp_bits(&r, 1)) {
+        for (i = 0; i < 4; i++)
+            rbsp_ue(&r); /* conformance window */
+    }
+    depth_luma = rbsp_ue(&r) + 8;
+    depth_chroma = rbsp_ue(&r) + 8;
+    if (r.over || chroma > 3 || depth_luma > 16 || depth_chroma > 16)
+        goto bad;
+
+    c[n++] = 1;             /* configurationVersion */
+    memcpy(c + n, ptl, 12); /* profile space/tier/idc, compat flags, constraints, level */
+    n += 12;
+    c[n++] = 0xf0; /* min_spatial_segmentation_idc 0 */
+    c[n++] = 0x00;
+    c[n++] = 0xfc; /* parallelismType unknown */
+    c[n++] = (uint8_t) (0xfc | chroma);
+    c[n++] = (uint8_t) (0xf8 | (depth_luma - 8));
+    c[n++] = (uint8_t) (0xf8 | (depth_chroma - 8));
+    c[n++] = 0; /* avgFrameRate */
+    c[n++] = 0;
+    /* constantFrameRate 0, numTemporalLayers, temporalIdNested, 4-byte lengths */
+    c[n++] = (uint8_t) (((sub_layers + 1) & 7) << 3 | (ps[1][2] & 1) << 2 | 3);
+    c[n++] = 3; /* numOfArrays */
+    for (i = 0; i < 3; i++)
+        n = hvcc_array(c, n, 32 + (int) i, ps[i], ps_len[i]);
+    t->config_len = n;
+
+    /* ISO/IEC 14496-15 E.3: hvc1.<space><profile>.<compat, bit-reversed>.<tier><level>.<constraints> */
+    for (i = 0; i < 32; i++)
+        compat_rev |= ((uint32_t) (ptl[1 + i / 8] >> (7 - i % 8)) & 1) << i;
+    n = (size_t) snprintf(t->codecs, sizeof(t->codecs), "hvc1.%s%u.%X.%c%u",
+                          (const char *[]){ "", "A", "B", "C" }[ptl[0] >> 6], ptl[0] & 0x1f,
+                          compat_rev, ptl[0] & 0x20 ? 'H' : 'L', ptl[11]);
+    for (last = 5; last >= 0 && ptl[5 + last] == 0; last--)
+        ;
+    for (i = 0; (int) i <= last && n + 4 < sizeof(t->codecs); i++)
+        n += (size_t) snprintf(t->codecs + n, sizeof(t->codecs) - n, ".%X", ptl[5 + i]);
+    return 0;
+bad:
+    snprintf(err, errlen, "hevc encoder headers: no usable VPS/SPS/PPS (%zu bytes)", len);
+    return -EINVAL;
+}
+
 int tc_cmaf_track_aac(tc_cmaf_track_t *t, int sample_rate, int channels, const uint8_t *asc,
                       size_t len, int64_t bitrate_bps, char *err, size_t errlen)
 {
@@ -232,7 +390,7 @@ static void sample_entry(w_t *w, const tc_cmaf_track_t *t)
     size_t at, sub;
 
     if (t->video) {
-        at = box_open(w, "avc1");
+        at = box_open(w, t->hevc ? "hvc1" : "avc1");
         zeros(w, 6);
         u16(w, 1); /* data_reference_index */
         zeros(w, 16);
@@ -245,7 +403,7 @@ static void sample_entry(w_t *w, const tc_cmaf_track_t *t)
         zeros(w, 32);   /* compressorname */
         u16(w, 0x0018); /* depth */
         u16(w, 0xffff); /* pre_defined = -1 */
-        sub = box_open(w, "avcC");
+        sub = box_open(w, t->hevc ? "hvcC" : "avcC");
         put(w, t->config, t->config_len);
         box_close(w, sub);
         sub = box_open(w, "pasp");
@@ -437,10 +595,10 @@ int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t 
         while (cb_nal_next_annexb(data, len, &pos, &nal, &nal_len)) {
             uint8_t hdr[4] = { (uint8_t) (nal_len >> 24), (uint8_t) (nal_len >> 16),
                                (uint8_t) (nal_len >> 8), (uint8_t) nal_len };
-            int type = nal_len ? nal[0] & 0x1f : 0;
+            int type = nal_len == 0 ? -1 : t->hevc ? (nal[0] >> 1) & 0x3f : nal[0] & 0x1f;
 
-            /* parameter sets live in the avcC; access unit delimiters are noise */
-            if (nal_len == 0 || type == 7 || type == 8 || type == 9)
+            /* parameter sets live in the avcC/hvcC; access unit delimiters are noise */
+            if (type < 0 || (t->hevc ? type >= 32 && type <= 35 : type >= 7 && type <= 9))
                 continue;
             rc = cb_buf_append(&f->data, hdr, 4);
             if (rc == 0)

@@ -8,8 +8,9 @@
  * consecutive jobs join into one timeline. Composition offsets go in a
  * version 1 trun, so B-frames need no edit list.
  *
- * Video samples arrive in Annex B (as libx264 emits them) and are stored
- * with 4-byte NAL lengths; the avcC comes from the encoder's global headers.
+ * Video samples arrive in Annex B (as libx264 and libx265 emit them) and
+ * are stored with 4-byte NAL lengths; the avcC or hvcC comes from the
+ * encoder's global headers, so parameter sets are never repeated in band.
  * Audio is AAC with its AudioSpecificConfig in an esds.
  *
  * The writer is ours rather than libavformat's mov muxer because the
@@ -31,13 +32,14 @@
 
 typedef struct tc_cmaf_track {
     bool video;
+    bool hevc;                 /* video: HEVC (hvc1/hvcC) rather than H.264 (avc1/avcC) */
     uint32_t timescale;        /* ticks per second: 90000 for video, the sample rate for audio */
     int width, height;         /* video */
     int sample_rate, channels; /* audio */
     int64_t bitrate_bps;       /* audio: for the esds */
-    uint8_t config[TC_CMAF_CONFIG_MAX]; /* avcC payload, or the AudioSpecificConfig */
+    uint8_t config[TC_CMAF_CONFIG_MAX]; /* avcC or hvcC payload, or the AudioSpecificConfig */
     size_t config_len;
-    char codecs[64]; /* RFC 6381: "avc1.64001f", "mp4a.40.2" */
+    char codecs[64]; /* RFC 6381: "avc1.64001f", "hvc1.1.6.L93.B0", "mp4a.40.2" */
 } tc_cmaf_track_t;
 
 /*
@@ -45,6 +47,15 @@ typedef struct tc_cmaf_track {
  * an avcC). Fails with -EINVAL and a reason when there is no SPS or PPS.
  */
 int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
+                       size_t len, char *err, size_t errlen);
+
+/*
+ * Describe an HEVC track from the encoder's extradata (Annex B VPS, SPS and
+ * PPS): the hvcC and the codec string come from the SPS's profile, tier,
+ * level, chroma format and bit depths. -EINVAL with a reason when a
+ * parameter set is missing or the SPS cannot be read.
+ */
+int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
                        size_t len, char *err, size_t errlen);
 
 /* Describe an AAC track from its AudioSpecificConfig. */

@@ -40,6 +40,17 @@ static const tc_profile_t builtin[] = {
       .gop_s = 2,
       .segment_s = 2,
       .preset = "veryfast" },
+    /* HEVC for devices that play it: the same sizes at about 60% of the bits */
+    { .name = "hevc",
+      .codec = TC_CODEC_HEVC,
+      .rungs = { RUNG("2160p", 2160, 9600, "main", 0), RUNG("1080p", 1080, 3600, "main", 0),
+                 RUNG("720p", 720, 1800, "main", 0), RUNG("480p", 480, 850, "main", 0),
+                 RUNG("360p", 360, 500, "main", 0), RUNG("240p", 240, 250, "main", 0) },
+      .nrungs = 6,
+      .audio_bitrate_bps = 128000,
+      .gop_s = 2,
+      .segment_s = 2,
+      .preset = "veryfast" },
     /* a cheap ladder for tests and previews */
     { .name = "preview",
       .codec = TC_CODEC_H264,
@@ -51,7 +62,7 @@ static const tc_profile_t builtin[] = {
       .preset = "ultrafast" },
 };
 
-const char *const tc_profile_names[] = { "default", "live", "preview", NULL };
+const char *const tc_profile_names[] = { "default", "live", "hevc", "preview", NULL };
 
 int tc_profile_get(const char *name, tc_profile_t *out)
 {

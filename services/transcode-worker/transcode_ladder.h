@@ -25,7 +25,8 @@
 #define TC_NAME_MAX  32
 
 typedef enum tc_codec {
-    TC_CODEC_H264 = 0,
+    TC_CODEC_H264 = 0, /* libx264 */
+    TC_CODEC_HEVC,     /* libx265 */
 } tc_codec_t;
 
 typedef struct tc_rung {
@@ -33,8 +34,8 @@ typedef struct tc_rung {
     int short_side;         /* pixels: the height of a landscape output */
     int width, height;      /* set by tc_ladder_fit() */
     int64_t bitrate_bps;
-    const char *h264_profile; /* "high", "main", "baseline" */
-    int h264_level;           /* 31 for 3.1; 0: let the encoder choose */
+    const char *h264_profile; /* "high", "main", "baseline" (HEVC rungs: "main") */
+    int h264_level;           /* 31 for 3.1; 0: let the encoder choose (always for HEVC) */
 } tc_rung_t;
 
 typedef struct tc_profile {

@@ -442,14 +442,16 @@ static void *rung_encode_main(void *arg)
 
 static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err, size_t errlen)
 {
-    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+    bool hevc = prof->codec == TC_CODEC_HEVC;
+    const char *name = hevc ? "libx265" : "libx264";
+    const AVCodec *codec = avcodec_find_encoder_by_name(name);
     const tc_rung_t *rg = &prof->rungs[g->index];
     AVCodecContext *c;
     int keyint = (int) (prof->gop_s * fps + 0.5);
     int rc;
 
     if (!codec) {
-        snprintf(err, errlen, "libx264 encoder not available in this FFmpeg");
+        snprintf(err, errlen, "%s encoder not available in this FFmpeg", name);
         return -ENOSYS;
     }
     c = avcodec_alloc_context3(codec);
@@ -468,22 +470,25 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
     c->keyint_min = c->gop_size;
     c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER | AV_CODEC_FLAG_CLOSED_GOP;
     c->thread_count = 0;
-    if (rg->h264_level)
+    if (rg->h264_level && !hevc)
         c->level = rg->h264_level;
     av_opt_set(c->priv_data, "preset", prof->preset, 0);
     av_opt_set(c->priv_data, "profile", rg->h264_profile, 0);
     av_opt_set_int(c->priv_data, "forced-idr", 1, 0);
     /* keyframes only where the cuts are (and every GOP): the same in every rung */
     av_opt_set_int(c, "sc_threshold", 0, 0);
+    if (hevc)
+        av_opt_set(c->priv_data, "x265-params",
+                   "scenecut=0:open-gop=0:repeat-headers=0:log-level=error", 0);
     rc = avcodec_open2(c, codec, NULL);
     if (rc < 0) {
-        snprintf(err, errlen, "%s: opening libx264 failed: %s", g->r->name, av_err2str(rc));
+        snprintf(err, errlen, "%s: opening %s failed: %s", g->r->name, name, av_err2str(rc));
         avcodec_free_context(&c);
         return rc;
     }
     g->enc = c;
-    rc = tc_cmaf_track_h264(&g->r->track, c->width, c->height, c->extradata,
-                            (size_t) c->extradata_size, err, errlen);
+    rc = (hevc ? tc_cmaf_track_hevc : tc_cmaf_track_h264)(
+        &g->r->track, c->width, c->height, c->extradata, (size_t) c->extradata_size, err, errlen);
     if (rc)
         return rc;
     g->pkt = av_packet_alloc();

@@ -146,6 +146,30 @@ def test_segments_start_with_idr_at_the_same_times_in_every_rung(sources, tmp_pa
     assert len(keys[0]) == 4 and keys[0][1] - keys[0][0] == pytest.approx(1.0, abs=0.04)
 
 
+def test_hevc_profile(sources, tmp_path):
+    """libx265 rungs: hvc1 sample entries with the codec string from the SPS,
+    IDR cuts at the same times in every rung, a clean decode, and the AAC
+    rendition beside them."""
+    rc, summary, err = once(sources["bframes"], tmp_path, "--profile", "hevc", "--preset",
+                            "ultrafast")
+    assert rc == 0, err
+    by = {r["name"]: r for r in summary["renditions"]}
+    assert list(by) == ["360p", "240p", "audio"], list(by)
+    keys = []
+    for name, size in [("360p", (640, 360)), ("240p", (426, 240))]:
+        r = by[name]
+        assert r["codecs"].startswith("hvc1.1.6.L"), r["codecs"]
+        assert (r["width"], r["height"]) == size
+        info = probe(r["file"], "stream=codec_name,codec_tag_string,width,height")["streams"][0]
+        assert (info["codec_name"], info["codec_tag_string"]) == ("hevc", "hvc1"), info
+        assert (info["width"], info["height"]) == size
+        assert decodes_clean(r["file"])["video"] == 120
+        pk = probe(r["file"], "packet=pts_time,flags")["packets"]
+        keys.append([round(float(p["pts_time"]), 3) for p in pk if p["flags"].startswith("K")])
+    assert keys[0] == keys[1] and len(keys[0]) == 2, keys
+    assert by["audio"]["codecs"] == "mp4a.40.2"
+
+
 def test_bitrates_and_codecs_of_a_real_clip(tmp_path):
     # 12 s of a real clip: rate control needs more than a few seconds to settle
     src = tmp_path / "bbb12.mp4"

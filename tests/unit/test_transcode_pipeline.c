@@ -358,14 +358,60 @@ static void test_cmaf_track_h264(void **state)
     tc_cmaf_frag_release(&f);
 }
 
+static void test_cmaf_track_hevc(void **state)
+{
+    /* VPS, SPS, PPS as libx265 emits them for 320x240 Main (level 2) */
+    static const uint8_t ex[] = {
+        0x00, 0x00, 0x00, 0x01, 0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03,
+        0x00, 0x90, 0x00, 0x00, 0x03, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x95, 0x98, 0x09, 0x00, 0x00,
+        0x00, 0x01, 0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03,
+        0x00, 0x00, 0x03, 0x00, 0x3c, 0xa0, 0x0a, 0x08, 0x0f, 0x16, 0x59, 0x59, 0xa4, 0x93, 0x2b,
+        0xc0, 0x5a, 0x02, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x10, 0x00,
+        0x00, 0x00, 0x01, 0x44, 0x01, 0xc1, 0x72, 0xb4, 0x62, 0x40,
+    };
+    /* an IDR slice after an AUD and a repeated VPS: only the slice is stored */
+    static const uint8_t au[] = { 0,    0,    1, 0x46, 0x01, 0x50, 0,    0,    1,   0x40,
+                                  0x01, 0x0c, 0, 0,    1,    0x26, 0x01, 0xaf, 0x1e };
+    tc_cmaf_track_t t;
+    tc_cmaf_frag_t f;
+    cb_buf_t b;
+    char err[128];
+
+    (void) state;
+    assert_int_equal(tc_cmaf_track_hevc(&t, 320, 240, ex, sizeof(ex), err, sizeof(err)), 0);
+    /* Main (1), compatible with Main and Main 10 (6), Main tier level 2 (60), progressive, frame only */
+    assert_string_equal(t.codecs, "hvc1.1.6.L60.90");
+    assert_true(t.hevc && t.video);
+    assert_int_equal(t.config[0], 1);
+    assert_int_equal(t.config[1], 0x01);   /* profile space 0, main tier, profile 1 */
+    assert_int_equal(t.config[12], 60);    /* level */
+    assert_int_equal(t.config[16], 0xfd);  /* 4:2:0 */
+    assert_int_equal(t.config[17], 0xf8);  /* 8-bit luma */
+    assert_int_equal(t.config[21] & 3, 3); /* 4-byte NAL lengths */
+    assert_int_equal(t.config[22], 3);     /* VPS, SPS, PPS arrays */
+    assert_int_equal(t.config_len, 23 + 3 * 5 + (25 - 4) + (48 - 4) + (12 - 4) - 0);
+    /* no PPS */
+    assert_int_equal(tc_cmaf_track_hevc(&t, 320, 240, ex, 73, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "hevc"));
+
+    tc_cmaf_track_hevc(&t, 320, 240, ex, sizeof(ex), err, sizeof(err));
+    tc_cmaf_frag_init(&f, 1024, 4);
+    assert_int_equal(tc_cmaf_frag_add(&f, &t, au, sizeof(au), 0, 0, true), 0);
+    assert_int_equal(f.data.len, 4 + 4);
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(tc_cmaf_write_init(&t, &b), 0);
+    assert_non_null(memmem(b.data, b.len, "hvc1", 4));
+    assert_non_null(memmem(b.data, b.len, "hvcC", 4));
+    cb_buf_release(&b);
+    tc_cmaf_frag_release(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cmaf_track_h264),
-        cmocka_unit_test(test_job_ladder_and_timeline),
-        cmocka_unit_test(test_file_keeps_its_times),
-        cmocka_unit_test(test_bad_input_is_an_error),
-        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cmaf_track_h264),         cmocka_unit_test(test_cmaf_track_hevc),
+        cmocka_unit_test(test_job_ladder_and_timeline), cmocka_unit_test(test_file_keeps_its_times),
+        cmocka_unit_test(test_bad_input_is_an_error),   cmocka_unit_test(test_cancel),
     };
 
     av_log_set_level(AV_LOG_FATAL); /* the bad inputs are meant to be bad */
