@@ -54,7 +54,7 @@ API_KEYS = f"admin:{ADMIN_KEY},editor:{EDITOR_KEY},viewer:{VIEWER_KEY}"
 # daemon -> the dependencies its readiness checks report
 DAEMONS = {
     "ingest": {"kafka", "postgres", "storage"},
-    "transcode-worker": {"kafka", "storage"},
+    "transcode-worker": {"kafka", "kafka-consumer", "storage"},
     "packager": {"kafka", "storage"},
     "purge-fanout": {"kafka", "nats", "redis"},
     "drm-license": {"nats", "postgres"},
