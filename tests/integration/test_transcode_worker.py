@@ -387,6 +387,11 @@ def test_ingest_publish_to_renditions(start_daemon, bus, stack, tmp_path):
         assert sorted(m["seq"] for m in dones) == list(range(n))
         assert all(m["status"] == "ok" for m in dones), dones
         assert any(m.get("end_of_stream") for m in dones)
+        starts = {j["seq"]: j["source"]["start_pts_90k"] for j in jobs}
+        for m in dones:
+            video = [r for r in m["renditions"] if r["kind"] == "video"]
+            assert video and all(r["segments"][0]["start_pts_90k"] == starts[m["seq"]]
+                                 for r in video), "the source's timeline is kept"
         assert metric(w, "castbus_transcode_jobs_total", lane="high", result="ok") == n
     finally:
         high.close()
