@@ -241,7 +241,7 @@ int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t 
 
     memset(t, 0, sizeof(*t));
     t->video = true;
-    t->hevc = true;
+    t->vcodec = TC_CMAF_HEVC;
     t->timescale = 90000;
     t->width = width;
     t->height = height;
@@ -329,6 +329,123 @@ bad:
     return -EINVAL;
 }
 
+#define OBU_SEQUENCE_HEADER    1
+#define OBU_TEMPORAL_DELIMITER 2
+
+/*
+ * The next OBU of a low-overhead bitstream at *pos: 1 with the whole OBU
+ * (header and payload) in obu/obu_len, 0 at the end, -EINVAL when a header
+ * or size runs past the data. An OBU without a size field runs to the end.
+ */
+static int obu_next(const uint8_t *p, size_t len, size_t *pos, const uint8_t **obu, size_t *obu_len)
+{
+    size_t at = *pos, hdr, size = 0;
+    int shift = 0;
+
+    if (at >= len)
+        return 0;
+    hdr = (p[at] & 0x04) ? 2 : 1; /* obu_extension_flag */
+    if (at + hdr > len)
+        return -EINVAL;
+    if (p[at] & 0x02) { /* obu_has_size_field: leb128 */
+        for (;;) {
+            if (at + hdr >= len || shift > 56)
+                return -EINVAL;
+            size |= (size_t) (p[at + hdr] & 0x7f) << shift;
+            shift += 7;
+            if (!(p[at + hdr++] & 0x80))
+                break;
+        }
+        if (size > len - at - hdr)
+            return -EINVAL;
+    } else {
+        size = len - at - hdr;
+    }
+    *obu = p + at;
+    *obu_len = hdr + size;
+    *pos = at + hdr + size;
+    return 1;
+}
+
+int tc_cmaf_track_av1(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
+                      size_t len, char *err, size_t errlen)
+{
+    const uint8_t *obu = NULL, *o;
+    size_t obu_len = 0, o_len, pos = 0, hdr;
+    uint32_t profile, level, tier = 0;
+    rbsp_t r;
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    t->video = true;
+    t->vcodec = TC_CMAF_AV1;
+    t->timescale = 90000;
+    t->width = width;
+    t->height = height;
+    while ((rc = obu_next(extradata, len, &pos, &o, &o_len)) == 1) {
+        if (((o[0] >> 3) & 0xf) == OBU_SEQUENCE_HEADER && !obu) {
+            obu = o;
+            obu_len = o_len;
+        }
+    }
+    if (!obu || 4 + obu_len > sizeof(t->config))
+        goto bad;
+    /* the payload starts after the header byte(s) and the leb128 size */
+    hdr = (obu[0] & 0x04) ? 2 : 1;
+    if (obu[0] & 0x02) {
+        while (hdr < obu_len && (obu[hdr] & 0x80))
+            hdr++;
+        hdr++;
+    }
+    if (hdr >= obu_len)
+        goto bad;
+    memset(&r, 0, sizeof(r));
+    r.len = CB_MIN(obu_len - hdr, sizeof(r.b));
+    memcpy(r.b, obu + hdr, r.len);
+    profile = rbsp_bits(&r, 3);
+    rbsp_bits(&r, 1);       /* still_picture */
+    if (rbsp_bits(&r, 1)) { /* reduced_still_picture_header */
+        level = rbsp_bits(&r, 5);
+    } else {
+        bool decoder_model = false;
+        if (rbsp_bits(&r, 1)) { /* timing_info_present_flag */
+            rbsp_bits(&r, 32);
+            rbsp_bits(&r, 32);
+            if (rbsp_bits(&r, 1)) { /* equal_picture_interval: uvlc */
+                int lead = 0;
+                while (!r.over && rbsp_bits(&r, 1) == 0 && lead < 32)
+                    lead++;
+                rbsp_bits(&r, lead);
+            }
+            decoder_model = rbsp_bits(&r, 1);
+            if (decoder_model) {
+                rbsp_bits(&r, 5);
+                rbsp_bits(&r, 32);
+                rbsp_bits(&r, 10);
+            }
+        }
+        rbsp_bits(&r, 1);  /* initial_display_delay_present_flag */
+        rbsp_bits(&r, 5);  /* operating_points_cnt_minus_1 */
+        rbsp_bits(&r, 12); /* operating_point_idc[0] */
+        level = rbsp_bits(&r, 5);
+        if (level > 7)
+            tier = rbsp_bits(&r, 1);
+    }
+    if (r.over || profile > 2)
+        goto bad;
+    t->config[0] = 0x81; /* marker, version 1 */
+    t->config[1] = (uint8_t) (profile << 5 | level);
+    t->config[2] = (uint8_t) (tier << 7 | 0x0c); /* 8-bit, 4:2:0 (subsampling x and y) */
+    t->config[3] = 0;
+    memcpy(t->config + 4, obu, obu_len);
+    t->config_len = 4 + obu_len;
+    snprintf(t->codecs, sizeof(t->codecs), "av01.%u.%02u%c.08", profile, level, tier ? 'H' : 'M');
+    return 0;
+bad:
+    snprintf(err, errlen, "av1 encoder headers: no usable sequence header (%zu bytes)", len);
+    return -EINVAL;
+}
+
 int tc_cmaf_track_aac(tc_cmaf_track_t *t, int sample_rate, int channels, const uint8_t *asc,
                       size_t len, int64_t bitrate_bps, char *err, size_t errlen)
 {
@@ -390,7 +507,7 @@ static void sample_entry(w_t *w, const tc_cmaf_track_t *t)
     size_t at, sub;
 
     if (t->video) {
-        at = box_open(w, t->hevc ? "hvc1" : "avc1");
+        at = box_open(w, (const char *[]){ "avc1", "hvc1", "av01" }[t->vcodec]);
         zeros(w, 6);
         u16(w, 1); /* data_reference_index */
         zeros(w, 16);
@@ -403,7 +520,7 @@ static void sample_entry(w_t *w, const tc_cmaf_track_t *t)
         zeros(w, 32);   /* compressorname */
         u16(w, 0x0018); /* depth */
         u16(w, 0xffff); /* pre_defined = -1 */
-        sub = box_open(w, t->hevc ? "hvcC" : "avcC");
+        sub = box_open(w, (const char *[]){ "avcC", "hvcC", "av1C" }[t->vcodec]);
         put(w, t->config, t->config_len);
         box_close(w, sub);
         sub = box_open(w, "pasp");
@@ -588,17 +705,33 @@ int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t 
         f->samples = p;
         f->cap = cap;
     }
-    if (t->video) {
+    if (t->video && t->vcodec == TC_CMAF_AV1) {
+        const uint8_t *obu;
+        size_t obu_len, pos = 0;
+
+        while ((rc = obu_next(data, len, &pos, &obu, &obu_len)) == 1) {
+            if (((obu[0] >> 3) & 0xf) == OBU_TEMPORAL_DELIMITER)
+                continue;
+            rc = cb_buf_append(&f->data, obu, obu_len);
+            if (rc)
+                break;
+        }
+        if (rc < 0 || f->data.len == start) {
+            cb_buf_truncate(&f->data, start);
+            return rc < 0 ? rc : -EINVAL;
+        }
+    } else if (t->video) {
         const uint8_t *nal;
         size_t nal_len, pos = 0;
+        bool hevc = t->vcodec == TC_CMAF_HEVC;
 
         while (cb_nal_next_annexb(data, len, &pos, &nal, &nal_len)) {
             uint8_t hdr[4] = { (uint8_t) (nal_len >> 24), (uint8_t) (nal_len >> 16),
                                (uint8_t) (nal_len >> 8), (uint8_t) nal_len };
-            int type = nal_len == 0 ? -1 : t->hevc ? (nal[0] >> 1) & 0x3f : nal[0] & 0x1f;
+            int type = nal_len == 0 ? -1 : hevc ? (nal[0] >> 1) & 0x3f : nal[0] & 0x1f;
 
             /* parameter sets live in the avcC/hvcC; access unit delimiters are noise */
-            if (type < 0 || (t->hevc ? type >= 32 && type <= 35 : type >= 7 && type <= 9))
+            if (type < 0 || (hevc ? type >= 32 && type <= 35 : type >= 7 && type <= 9))
                 continue;
             rc = cb_buf_append(&f->data, hdr, 4);
             if (rc == 0)

@@ -8,9 +8,11 @@
  * consecutive jobs join into one timeline. Composition offsets go in a
  * version 1 trun, so B-frames need no edit list.
  *
- * Video samples arrive in Annex B (as libx264 and libx265 emit them) and
- * are stored with 4-byte NAL lengths; the avcC or hvcC comes from the
- * encoder's global headers, so parameter sets are never repeated in band.
+ * H.264 and HEVC samples arrive in Annex B (as libx264 and libx265 emit
+ * them) and are stored with 4-byte NAL lengths; the avcC or hvcC comes from
+ * the encoder's global headers, so parameter sets are never repeated in
+ * band. AV1 samples are temporal units of OBUs with their size fields, the
+ * temporal delimiters removed.
  * Audio is AAC with its AudioSpecificConfig in an esds.
  *
  * The writer is ours rather than libavformat's mov muxer because the
@@ -30,16 +32,22 @@
 
 #define TC_CMAF_CONFIG_MAX 1024
 
+typedef enum tc_cmaf_vcodec {
+    TC_CMAF_AVC = 0, /* avc1 + avcC, Annex B samples */
+    TC_CMAF_HEVC,    /* hvc1 + hvcC, Annex B samples */
+    TC_CMAF_AV1,     /* av01 + av1C, low-overhead OBU samples */
+} tc_cmaf_vcodec_t;
+
 typedef struct tc_cmaf_track {
     bool video;
-    bool hevc;                 /* video: HEVC (hvc1/hvcC) rather than H.264 (avc1/avcC) */
+    tc_cmaf_vcodec_t vcodec;   /* video */
     uint32_t timescale;        /* ticks per second: 90000 for video, the sample rate for audio */
     int width, height;         /* video */
     int sample_rate, channels; /* audio */
     int64_t bitrate_bps;       /* audio: for the esds */
-    uint8_t config[TC_CMAF_CONFIG_MAX]; /* avcC or hvcC payload, or the AudioSpecificConfig */
+    uint8_t config[TC_CMAF_CONFIG_MAX]; /* avcC, hvcC or av1C payload, or the AudioSpecificConfig */
     size_t config_len;
-    char codecs[64]; /* RFC 6381: "avc1.64001f", "hvc1.1.6.L93.B0", "mp4a.40.2" */
+    char codecs[64]; /* RFC 6381: "avc1.64001f", "hvc1.1.6.L93.B0", "av01.0.04M.08", "mp4a.40.2" */
 } tc_cmaf_track_t;
 
 /*
@@ -57,6 +65,15 @@ int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t 
  */
 int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
                        size_t len, char *err, size_t errlen);
+
+/*
+ * Describe an AV1 track from the encoder's extradata (the sequence header
+ * OBU): profile, level and tier come from its first operating point. The
+ * pipeline encodes 8-bit 4:2:0, which the av1C states. -EINVAL with a reason
+ * when there is no readable sequence header.
+ */
+int tc_cmaf_track_av1(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
+                      size_t len, char *err, size_t errlen);
 
 /* Describe an AAC track from its AudioSpecificConfig. */
 int tc_cmaf_track_aac(tc_cmaf_track_t *t, int sample_rate, int channels, const uint8_t *asc,

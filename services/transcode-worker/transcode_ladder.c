@@ -51,6 +51,21 @@ static const tc_profile_t builtin[] = {
       .gop_s = 2,
       .segment_s = 2,
       .preset = "veryfast" },
+    /*
+     * AV1 through libaom in realtime mode: it forces keyframes where the
+     * cuts are, which SVT-AV1 1.4 does not (it only keeps its own GOP grid).
+     * Up to 1080p: larger pictures are far from real time on CPUs.
+     */
+    { .name = "av1",
+      .codec = TC_CODEC_AV1,
+      .rungs = { RUNG("1080p", 1080, 3000, "main", 0), RUNG("720p", 720, 1500, "main", 0),
+                 RUNG("480p", 480, 700, "main", 0), RUNG("360p", 360, 400, "main", 0),
+                 RUNG("240p", 240, 200, "main", 0) },
+      .nrungs = 5,
+      .audio_bitrate_bps = 128000,
+      .gop_s = 2,
+      .segment_s = 2,
+      .preset = "veryfast" },
     /* a cheap ladder for tests and previews */
     { .name = "preview",
       .codec = TC_CODEC_H264,
@@ -62,7 +77,7 @@ static const tc_profile_t builtin[] = {
       .preset = "ultrafast" },
 };
 
-const char *const tc_profile_names[] = { "default", "live", "hevc", "preview", NULL };
+const char *const tc_profile_names[] = { "default", "live", "hevc", "av1", "preview", NULL };
 
 int tc_profile_get(const char *name, tc_profile_t *out)
 {

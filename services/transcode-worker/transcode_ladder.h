@@ -27,6 +27,7 @@
 typedef enum tc_codec {
     TC_CODEC_H264 = 0, /* libx264 */
     TC_CODEC_HEVC,     /* libx265 */
+    TC_CODEC_AV1,      /* libaom-av1 (realtime usage) */
 } tc_codec_t;
 
 typedef struct tc_rung {

@@ -300,6 +300,20 @@ static int encode_frame(AVCodecContext *enc, AVPacket *pkt, const AVFrame *f,
  * its first picture and never negative, and segments from separate encoder
  * runs follow each other without a gap or an overlap.
  */
+/* Write a rendition's init segment (once its track is described). */
+static int emit_init(run_t *run, tc_rendition_t *r)
+{
+    cb_buf_t init;
+    int rc;
+
+    cb_buf_init(&init, 1u << 20);
+    rc = tc_cmaf_write_init(&r->track, &init);
+    if (rc == 0)
+        rc = run->sink->init(run->sink->arg, r, (const uint8_t *) init.data, init.len);
+    cb_buf_release(&init);
+    return rc;
+}
+
 static int rung_packet(void *arg, const AVPacket *pkt)
 {
     rung_t *g = arg;
@@ -311,6 +325,19 @@ static int rung_packet(void *arg, const AVPacket *pkt)
     if (!g->have_shift) {
         g->dts_shift = pkt->pts - pkt->dts;
         g->have_shift = true;
+    }
+    if (g->r->track.config_len == 0) {
+        /* libaom's headers come with its first packet, not when it opens */
+        char why[160];
+
+        rc = tc_cmaf_track_av1(&g->r->track, g->enc->width, g->enc->height, pkt->data,
+                               (size_t) pkt->size, why, sizeof(why));
+        if (rc == 0)
+            rc = emit_init(run, g->r);
+        if (rc) {
+            run_fail(run, rc, "%s: %s", g->r->name, rc == -EINVAL ? why : strerror(-rc));
+            return rc;
+        }
     }
     dts = pkt->dts + g->dts_shift;
     if (key && cut_is(run, pkt->pts) && g->seg.frag.n) {
@@ -440,10 +467,24 @@ static void *rung_encode_main(void *arg)
     return NULL;
 }
 
+/* libaom speed for an x264-style preset name: faster presets, higher cpu-used. */
+static int av1_cpu_used(const char *preset)
+{
+    static const char *const names[] = { "ultrafast", "superfast", "veryfast", "faster",
+                                         "fast",      "medium",    "slow" };
+    size_t i;
+
+    for (i = 0; i < CB_ARRAY_LEN(names); i++) {
+        if (strcmp(preset, names[i]) == 0)
+            return 10 - (int) i;
+    }
+    return 7;
+}
+
 static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err, size_t errlen)
 {
-    bool hevc = prof->codec == TC_CODEC_HEVC;
-    const char *name = hevc ? "libx265" : "libx264";
+    bool hevc = prof->codec == TC_CODEC_HEVC, av1 = prof->codec == TC_CODEC_AV1;
+    const char *name = hevc ? "libx265" : av1 ? "libaom-av1" : "libx264";
     const AVCodec *codec = avcodec_find_encoder_by_name(name);
     const tc_rung_t *rg = &prof->rungs[g->index];
     AVCodecContext *c;
@@ -470,11 +511,18 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
     c->keyint_min = c->gop_size;
     c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER | AV_CODEC_FLAG_CLOSED_GOP;
     c->thread_count = 0;
-    if (rg->h264_level && !hevc)
+    if (rg->h264_level && !hevc && !av1)
         c->level = rg->h264_level;
-    av_opt_set(c->priv_data, "preset", prof->preset, 0);
-    av_opt_set(c->priv_data, "profile", rg->h264_profile, 0);
-    av_opt_set_int(c->priv_data, "forced-idr", 1, 0);
+    if (av1) {
+        /* realtime usage: no lookahead, so no hidden frames to reorder */
+        av_opt_set(c->priv_data, "usage", "realtime", 0);
+        av_opt_set_int(c->priv_data, "cpu-used", av1_cpu_used(prof->preset), 0);
+        av_opt_set_int(c->priv_data, "row-mt", 1, 0);
+    } else {
+        av_opt_set(c->priv_data, "preset", prof->preset, 0);
+        av_opt_set(c->priv_data, "profile", rg->h264_profile, 0);
+        av_opt_set_int(c->priv_data, "forced-idr", 1, 0);
+    }
     /* keyframes only where the cuts are (and every GOP): the same in every rung */
     av_opt_set_int(c, "sc_threshold", 0, 0);
     if (hevc)
@@ -487,8 +535,13 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
         return rc;
     }
     g->enc = c;
-    rc = (hevc ? tc_cmaf_track_hevc : tc_cmaf_track_h264)(
-        &g->r->track, c->width, c->height, c->extradata, (size_t) c->extradata_size, err, errlen);
+    if (av1 && c->extradata_size == 0)
+        memset(&g->r->track, 0, sizeof(g->r->track)); /* described in rung_packet */
+    else
+        rc = (hevc  ? tc_cmaf_track_hevc
+              : av1 ? tc_cmaf_track_av1
+                    : tc_cmaf_track_h264)(&g->r->track, c->width, c->height, c->extradata,
+                                          (size_t) c->extradata_size, err, errlen);
     if (rc)
         return rc;
     g->pkt = av_packet_alloc();
@@ -995,13 +1048,10 @@ int tc_transcode(const tc_params_t *p, const tc_sink_t *sink, tc_result_t *res, 
     }
     for (i = 0; i < res->n; i++) {
         tc_rendition_t *r = &res->renditions[i];
-        cb_buf_t init;
 
-        cb_buf_init(&init, 1u << 20);
-        rc = tc_cmaf_write_init(&r->track, &init);
-        if (rc == 0)
-            rc = sink->init(sink->arg, r, (const uint8_t *) init.data, init.len);
-        cb_buf_release(&init);
+        if (r->track.config_len == 0)
+            continue; /* AV1: described by its first packet, written from its thread */
+        rc = emit_init(&run, r);
         if (rc) {
             snprintf(err, errlen, "%s: writing the init segment failed: %s", r->name,
                      strerror(-rc));

@@ -146,11 +146,15 @@ def test_segments_start_with_idr_at_the_same_times_in_every_rung(sources, tmp_pa
     assert len(keys[0]) == 4 and keys[0][1] - keys[0][0] == pytest.approx(1.0, abs=0.04)
 
 
-def test_hevc_profile(sources, tmp_path):
-    """libx265 rungs: hvc1 sample entries with the codec string from the SPS,
-    IDR cuts at the same times in every rung, a clean decode, and the AAC
-    rendition beside them."""
-    rc, summary, err = once(sources["bframes"], tmp_path, "--profile", "hevc", "--preset",
+@pytest.mark.parametrize("profile, codec, tag, prefix", [
+    ("hevc", "hevc", "hvc1", "hvc1.1.6.L"),
+    ("av1", "av1", "av01", "av01.0."),
+])
+def test_hevc_and_av1_profiles(sources, tmp_path, profile, codec, tag, prefix):
+    """libx265 and libaom rungs: their own sample entries with the codec
+    string from the encoder's headers, keyframe cuts at the same times in
+    every rung, a clean decode, and the AAC rendition beside them."""
+    rc, summary, err = once(sources["bframes"], tmp_path, "--profile", profile, "--preset",
                             "ultrafast")
     assert rc == 0, err
     by = {r["name"]: r for r in summary["renditions"]}
@@ -158,10 +162,10 @@ def test_hevc_profile(sources, tmp_path):
     keys = []
     for name, size in [("360p", (640, 360)), ("240p", (426, 240))]:
         r = by[name]
-        assert r["codecs"].startswith("hvc1.1.6.L"), r["codecs"]
+        assert r["codecs"].startswith(prefix), r["codecs"]
         assert (r["width"], r["height"]) == size
         info = probe(r["file"], "stream=codec_name,codec_tag_string,width,height")["streams"][0]
-        assert (info["codec_name"], info["codec_tag_string"]) == ("hevc", "hvc1"), info
+        assert (info["codec_name"], info["codec_tag_string"]) == (codec, tag), info
         assert (info["width"], info["height"]) == size
         assert decodes_clean(r["file"])["video"] == 120
         pk = probe(r["file"], "packet=pts_time,flags")["packets"]

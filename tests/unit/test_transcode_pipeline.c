@@ -381,7 +381,7 @@ static void test_cmaf_track_hevc(void **state)
     assert_int_equal(tc_cmaf_track_hevc(&t, 320, 240, ex, sizeof(ex), err, sizeof(err)), 0);
     /* Main (1), compatible with Main and Main 10 (6), Main tier level 2 (60), progressive, frame only */
     assert_string_equal(t.codecs, "hvc1.1.6.L60.90");
-    assert_true(t.hevc && t.video);
+    assert_true(t.vcodec == TC_CMAF_HEVC && t.video);
     assert_int_equal(t.config[0], 1);
     assert_int_equal(t.config[1], 0x01);   /* profile space 0, main tier, profile 1 */
     assert_int_equal(t.config[12], 60);    /* level */
@@ -406,12 +406,56 @@ static void test_cmaf_track_hevc(void **state)
     tc_cmaf_frag_release(&f);
 }
 
+static void test_cmaf_track_av1(void **state)
+{
+    /* a temporal unit as libaom emits it: delimiter, sequence header (320x240,
+     * profile 0, level 2.0), then a (shortened) frame OBU */
+    static const uint8_t tu[] = { 0x12, 0x00, 0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff,
+                                  0xbc, 0xda, 0xf9, 0x00, 0x40, 0x32, 0x03, 0xaa, 0xbb, 0xcc };
+    static const uint8_t cut[] = { 0x0a, 0x0b, 0x00, 0x00 }; /* size past the end */
+    tc_cmaf_track_t t;
+    tc_cmaf_frag_t f;
+    cb_buf_t b;
+    char err[128];
+
+    (void) state;
+    assert_int_equal(tc_cmaf_track_av1(&t, 320, 240, tu, sizeof(tu), err, sizeof(err)), 0);
+    assert_string_equal(t.codecs, "av01.0.00M.08");
+    assert_true(t.vcodec == TC_CMAF_AV1 && t.video);
+    assert_int_equal(t.config[0], 0x81);
+    assert_int_equal(t.config[1], 0x00); /* profile 0, level 0 */
+    assert_int_equal(t.config[2], 0x0c); /* main tier, 8-bit, 4:2:0 */
+    assert_int_equal(t.config_len, 4 + 13);
+    assert_memory_equal(t.config + 4, tu + 2, 13);
+    assert_int_equal(tc_cmaf_track_av1(&t, 320, 240, tu + 15, 5, err, sizeof(err)), -EINVAL);
+    assert_int_equal(tc_cmaf_track_av1(&t, 320, 240, cut, sizeof(cut), err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "av1"));
+
+    tc_cmaf_track_av1(&t, 320, 240, tu, sizeof(tu), err, sizeof(err));
+    tc_cmaf_frag_init(&f, 1024, 4);
+    /* the temporal delimiter goes; the sequence header and the frame stay as they are */
+    assert_int_equal(tc_cmaf_frag_add(&f, &t, tu, sizeof(tu), 0, 0, true), 0);
+    assert_int_equal(f.data.len, sizeof(tu) - 2);
+    assert_int_equal(tc_cmaf_frag_add(&f, &t, cut, sizeof(cut), 3000, 3000, false), -EINVAL);
+    assert_int_equal(f.data.len, sizeof(tu) - 2);
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(tc_cmaf_write_init(&t, &b), 0);
+    assert_non_null(memmem(b.data, b.len, "av01", 4));
+    assert_non_null(memmem(b.data, b.len, "av1C", 4));
+    cb_buf_release(&b);
+    tc_cmaf_frag_release(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cmaf_track_h264),         cmocka_unit_test(test_cmaf_track_hevc),
-        cmocka_unit_test(test_job_ladder_and_timeline), cmocka_unit_test(test_file_keeps_its_times),
-        cmocka_unit_test(test_bad_input_is_an_error),   cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cmaf_track_h264),
+        cmocka_unit_test(test_cmaf_track_hevc),
+        cmocka_unit_test(test_cmaf_track_av1),
+        cmocka_unit_test(test_job_ladder_and_timeline),
+        cmocka_unit_test(test_file_keeps_its_times),
+        cmocka_unit_test(test_bad_input_is_an_error),
+        cmocka_unit_test(test_cancel),
     };
 
     av_log_set_level(AV_LOG_FATAL); /* the bad inputs are meant to be bad */
