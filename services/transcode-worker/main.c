@@ -49,7 +49,7 @@ static int setup(cb_daemon_t *d, void *arg)
     cb_avlog_install();
     if (a->once.once) {
         /* one file, no Kafka, no HTTP: the exit code says how it went */
-        rc = transcode_once_run(&a->once);
+        rc = transcode_once_run(&a->once, (tc_hw_t) a->jobs_cfg.hw_encoder, a->jobs_cfg.hw_device);
         return rc ? rc : CB_DAEMON_EXIT;
     }
     rc = cb_deps_connect(&a->deps, d);

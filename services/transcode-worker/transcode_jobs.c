@@ -54,6 +54,18 @@ const cb_config_key_t tc_jobs_config_keys[] = {
       .max = 100,
       .offset = offsetof(tc_jobs_config_t, job_attempts),
       .help = "Attempts at a job that overruns its budget before it fails (a gap)." },
+    { .name = "hw_encoder",
+      .type = CB_CONFIG_ENUM,
+      .def = "none",
+      .choices = TC_HW_CHOICES,
+      .offset = offsetof(tc_jobs_config_t, hw_encoder),
+      .help = "Hardware video encoder to use for H.264 and HEVC rungs; a rung whose hardware "
+              "encoder cannot be opened is encoded in software." },
+    { .name = "hw_device",
+      .type = CB_CONFIG_STRING,
+      .def = "/dev/dri/renderD128",
+      .offset = offsetof(tc_jobs_config_t, hw_device),
+      .help = "VAAPI render node for hw_encoder=vaapi." },
     { .name = NULL },
 };
 
@@ -393,7 +405,7 @@ static void observe_renditions(tc_jobs_t *j, const tc_result_t *res)
         const tc_rendition_t *r = &res->renditions[i];
         if (!r->video)
             continue;
-        cb_metric_add(j->m_frames, (const char *[]){ r->name }, (double) r->frames);
+        cb_metric_add(j->m_frames, (const char *[]){ r->name, r->encoder }, (double) r->frames);
         if (r->encode_us > 0)
             cb_metric_set(j->m_fps, (const char *[]){ r->name },
                           (double) r->frames * 1e6 / (double) r->encode_us);
@@ -450,6 +462,8 @@ static cb_kafka_result_t run_job(job_ctx_t *x, slot_t *slot, char *reason, size_
     p.start_pts_90k = src->start_pts_90k;
     p.duration_90k = src->duration_90k;
     p.cancel = &slot->cancel;
+    p.hw = (tc_hw_t) j->cfg.hw_encoder;
+    p.hw_device = j->cfg.hw_device;
     rc = tc_transcode(&p, &sink, x->res, err, sizeof(err));
     observe_renditions(j, x->res);
     if (rc == -EFBIG)
@@ -586,8 +600,9 @@ int tc_jobs_new(const tc_jobs_config_t *cfg, const cb_kafka_config_t *kafka,
                                 "time, by rendition.",
                                 (const char *[]){ "rendition", NULL });
     j->m_frames = cb_metrics_counter(metrics, "castbus_transcode_frames_encoded_total",
-                                     "Video frames encoded, by rendition.",
-                                     (const char *[]){ "rendition", NULL });
+                                     "Video frames encoded, by rendition and encoder (libx264, "
+                                     "h264_nvenc, ...).",
+                                     (const char *[]){ "rendition", "encoder", NULL });
 
     for (i = 0; i < 2; i++) {
         lane_t *l = &j->lanes[i];

@@ -46,6 +46,8 @@ typedef struct tc_jobs_config {
     int64_t jobs;           /* transcoded at once */
     int64_t job_timeout_ms; /* time budget of one attempt */
     int64_t job_attempts;   /* attempts before a job that overruns fails */
+    int hw_encoder;         /* tc_hw_t: hardware encoder to try first */
+    char *hw_device;        /* VAAPI render node */
 } tc_jobs_config_t;
 
 extern const cb_config_key_t tc_jobs_config_keys[];

@@ -145,7 +145,7 @@ static int parse_seconds(const char *s, const char *flag, double *out)
     return 0;
 }
 
-int transcode_once_run(const transcode_once_config_t *cfg)
+int transcode_once_run(const transcode_once_config_t *cfg, tc_hw_t hw, const char *hw_device)
 {
     once_sink_t sink = { 0 };
     tc_sink_t ops = { .init = sink_init, .segment = sink_segment, .arg = &sink };
@@ -198,6 +198,8 @@ int transcode_once_run(const transcode_once_config_t *cfg)
     for (i = 0; i < TC_MAX_RENDITIONS; i++)
         snprintf(sink.paths[i], sizeof(sink.paths[i]), "%s/.rendition-%zu.mp4", cfg->out, i);
     p.input = cfg->input;
+    p.hw = hw;
+    p.hw_device = hw_device;
     p.progress = cfg->progress ? show_progress : NULL;
     p.progress_arg = &pr;
     pr.t0_us = cb_clock_mono_us();
@@ -222,13 +224,13 @@ int transcode_once_run(const transcode_once_config_t *cfg)
             snprintf(err, sizeof(err), "rename to '%.200s' failed: %s", final, strerror(errno));
         }
         json_array_append_new(
-            list, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:I, s:f, s:i, s:f, s:f}", "name",
-                            r->name, "file", final, "codecs", r->track.codecs, "width", r->width,
-                            "height", r->height, "fps", r->fps, "target_bitrate_bps",
-                            (json_int_t) r->target_bitrate_bps, "bandwidth_bps",
-                            (json_int_t) (secs > 0 ? r->bytes * 8 / secs : 0), "duration_s", secs,
-                            "segments", (int) r->segments, "scale_s", r->scale_us / 1e6, "encode_s",
-                            r->encode_us / 1e6));
+            list, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:I, s:f, s:i, s:f, s:f}",
+                            "name", r->name, "file", final, "codecs", r->track.codecs, "encoder",
+                            r->encoder, "width", r->width, "height", r->height, "fps", r->fps,
+                            "target_bitrate_bps", (json_int_t) r->target_bitrate_bps,
+                            "bandwidth_bps", (json_int_t) (secs > 0 ? r->bytes * 8 / secs : 0),
+                            "duration_s", secs, "segments", (int) r->segments, "scale_s",
+                            r->scale_us / 1e6, "encode_s", r->encode_us / 1e6));
     }
     json_object_set_new(summary, "input", json_string(cfg->input));
     json_object_set_new(summary, "ok", json_boolean(rc == 0));

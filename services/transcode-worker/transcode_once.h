@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "transcode_hw.h"
 
 typedef struct transcode_once_config {
     bool once;
@@ -31,9 +32,9 @@ typedef struct transcode_once_config {
 extern const cb_config_key_t transcode_once_config_keys[];
 
 /*
- * Run it. Returns 0, -EINVAL for bad usage or an input that cannot be
+ * Run it, trying hardware encoder hw first (hw_encoder, hw_device). Returns 0, -EINVAL for bad usage or an input that cannot be
  * transcoded (exit status 2), another negative errno when it failed (1).
  */
-int transcode_once_run(const transcode_once_config_t *cfg);
+int transcode_once_run(const transcode_once_config_t *cfg, tc_hw_t hw, const char *hw_device);
 
 #endif /* TRANSCODE_ONCE_H */

@@ -32,6 +32,7 @@
 #include <libswresample/swresample.h>
 #include <libswscale/swscale.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 
 #include "clock.h"
 #include "defs.h"
+#include "log.h"
 
 #define SEG_MAX_BYTES   (64u << 20) /* one media segment of one rendition */
 #define SEG_MAX_SAMPLES 20000
@@ -75,6 +77,7 @@ typedef struct rung {
     AVCodecContext *enc;
     AVPacket *pkt; /* encoder output, reused */
     struct SwsContext *sws;
+    tc_hw_enc_t hw; /* hardware encoder state (VAAPI surfaces), when one is used */
     int64_t frame_dur_90k;
     int64_t dts_shift; /* added to every dts so the first sample's dts is its pts */
     bool have_shift;
@@ -293,13 +296,6 @@ static int encode_frame(AVCodecContext *enc, AVPacket *pkt, const AVFrame *f,
 
 /* ---- video rungs ---- */
 
-/*
- * An encoded access unit. B-frames make the encoder's dts run behind pts by
- * a constant delay; the dts are moved forward by that delay (negative
- * composition offsets in the v1 trun), so a segment's tfdt is the time of
- * its first picture and never negative, and segments from separate encoder
- * runs follow each other without a gap or an overlap.
- */
 /* Write a rendition's init segment (once its track is described). */
 static int emit_init(run_t *run, tc_rendition_t *r)
 {
@@ -314,6 +310,13 @@ static int emit_init(run_t *run, tc_rendition_t *r)
     return rc;
 }
 
+/*
+ * An encoded access unit. B-frames make the encoder's dts run behind pts by
+ * a constant delay; the dts are moved forward by that delay (negative
+ * composition offsets in the v1 trun), so a segment's tfdt is the time of
+ * its first picture and never negative, and segments from separate encoder
+ * runs follow each other without a gap or an overlap.
+ */
 static int rung_packet(void *arg, const AVPacket *pkt)
 {
     rung_t *g = arg;
@@ -359,7 +362,12 @@ static int rung_packet(void *arg, const AVPacket *pkt)
 
 static int rung_encode(rung_t *g, const AVFrame *f)
 {
-    int rc = encode_frame(g->enc, g->pkt, f, rung_packet, g);
+    AVFrame *surface;
+    int rc = tc_hw_frame(&g->hw, f, &surface);
+
+    if (rc == 0)
+        rc = encode_frame(g->enc, g->pkt, surface ? surface : f, rung_packet, g);
+    av_frame_free(&surface);
 
     if (rc < 0)
         run_fail(g->run, rc, "%s: encoding failed: %s", g->r->name, av_err2str(rc));
@@ -481,15 +489,16 @@ static int av1_cpu_used(const char *preset)
     return 7;
 }
 
-static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err, size_t errlen)
+/* Open encoder `name` for a rung into g->enc; hw: through transcode_hw. */
+static int encoder_open(rung_t *g, const tc_profile_t *prof, double fps, const char *name, bool hw,
+                        char *err, size_t errlen)
 {
     bool hevc = prof->codec == TC_CODEC_HEVC, av1 = prof->codec == TC_CODEC_AV1;
-    const char *name = hevc ? "libx265" : av1 ? "libaom-av1" : "libx264";
     const AVCodec *codec = avcodec_find_encoder_by_name(name);
     const tc_rung_t *rg = &prof->rungs[g->index];
     AVCodecContext *c;
     int keyint = (int) (prof->gop_s * fps + 0.5);
-    int rc;
+    int rc = 0;
 
     if (!codec) {
         snprintf(err, errlen, "%s encoder not available in this FFmpeg", name);
@@ -511,30 +520,88 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
     c->keyint_min = c->gop_size;
     c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER | AV_CODEC_FLAG_CLOSED_GOP;
     c->thread_count = 0;
-    if (rg->h264_level && !hevc && !av1)
-        c->level = rg->h264_level;
-    if (av1) {
+    if (hw) {
+        err[0] = '\0';
+        rc = tc_hw_prepare(&g->hw, g->run->p->hw, g->run->p->hw_device, c, rg, prof->preset, err,
+                           errlen);
+    } else if (av1) {
         /* realtime usage: no lookahead, so no hidden frames to reorder */
         av_opt_set(c->priv_data, "usage", "realtime", 0);
         av_opt_set_int(c->priv_data, "cpu-used", av1_cpu_used(prof->preset), 0);
         av_opt_set_int(c->priv_data, "row-mt", 1, 0);
     } else {
+        if (rg->h264_level && !hevc)
+            c->level = rg->h264_level;
         av_opt_set(c->priv_data, "preset", prof->preset, 0);
         av_opt_set(c->priv_data, "profile", rg->h264_profile, 0);
         av_opt_set_int(c->priv_data, "forced-idr", 1, 0);
+        /* keyframes only where the cuts are (and every GOP): the same in every rung */
+        av_opt_set_int(c, "sc_threshold", 0, 0);
+        if (hevc)
+            av_opt_set(c->priv_data, "x265-params",
+                       "scenecut=0:open-gop=0:repeat-headers=0:log-level=error", 0);
     }
-    /* keyframes only where the cuts are (and every GOP): the same in every rung */
-    av_opt_set_int(c, "sc_threshold", 0, 0);
-    if (hevc)
-        av_opt_set(c->priv_data, "x265-params",
-                   "scenecut=0:open-gop=0:repeat-headers=0:log-level=error", 0);
-    rc = avcodec_open2(c, codec, NULL);
+    if (rc == 0) {
+        rc = avcodec_open2(c, codec, NULL);
+        if (rc < 0)
+            snprintf(err, errlen, "%s: opening %s failed: %s", g->r->name, name, av_err2str(rc));
+    }
     if (rc < 0) {
-        snprintf(err, errlen, "%s: opening %s failed: %s", g->r->name, name, av_err2str(rc));
         avcodec_free_context(&c);
+        tc_hw_release(&g->hw);
         return rc;
     }
     g->enc = c;
+    return 0;
+}
+
+/*
+ * When a hardware encoder last failed to open, per kind: rungs go straight
+ * to software for a while instead of failing (and logging) again for every
+ * rung of every job; after HW_RETRY_MS the hardware is tried again (a card
+ * whose sessions were all taken may have one free).
+ */
+#define HW_RETRY_MS 60000
+static _Atomic int64_t hw_failed_ms[TC_HW_VAAPI + 1];
+
+static bool hw_worth_trying(tc_hw_t hw)
+{
+    int64_t at = atomic_load(&hw_failed_ms[hw]);
+
+    return at == 0 || cb_clock_mono_ms() - at >= HW_RETRY_MS;
+}
+
+static void hw_fallback(tc_hw_t hw, const char *name, const char *why)
+{
+    atomic_store(&hw_failed_ms[hw], cb_clock_mono_ms());
+    cb_log_warn("%s cannot be used (%s); encoding in software, trying it again in %d s", name, why,
+                HW_RETRY_MS / 1000);
+}
+
+static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err, size_t errlen)
+{
+    bool hevc = prof->codec == TC_CODEC_HEVC, av1 = prof->codec == TC_CODEC_AV1;
+    tc_hw_t kind = g->run->p->hw;
+    const char *hw = tc_hw_encoder_name(kind, prof->codec);
+    AVCodecContext *c;
+    int rc = -ENOSYS;
+
+    if (hw && hw_worth_trying(kind)) {
+        char why[256];
+        rc = encoder_open(g, prof, fps, hw, true, why, sizeof(why));
+        if (rc)
+            hw_fallback(kind, hw, why);
+    }
+    if (rc)
+        rc = encoder_open(g, prof, fps,
+                          hevc  ? "libx265"
+                          : av1 ? "libaom-av1"
+                                : "libx264",
+                          false, err, errlen);
+    if (rc)
+        return rc;
+    c = g->enc;
+    snprintf(g->r->encoder, sizeof(g->r->encoder), "%s", c->codec->name);
     if (av1 && c->extradata_size == 0)
         memset(&g->r->track, 0, sizeof(g->r->track)); /* described in rung_packet */
     else
@@ -556,6 +623,7 @@ static int rung_open(rung_t *g, const tc_profile_t *prof, double fps, char *err,
 static void rung_release(rung_t *g)
 {
     avcodec_free_context(&g->enc);
+    tc_hw_release(&g->hw);
     av_packet_free(&g->pkt);
     sws_freeContext(g->sws);
     g->sws = NULL;
@@ -754,6 +822,7 @@ static int audio_open(audio_t *a, const AVStream *st, int64_t bitrate, int64_t s
                            (size_t) a->enc->extradata_size, bitrate, err, errlen);
     if (rc)
         return rc;
+    snprintf(a->r->encoder, sizeof(a->r->encoder), "%s", a->enc->codec->name);
     segw_init(&a->seg);
     return 0;
 }

@@ -30,12 +30,14 @@
 #include <stdint.h>
 
 #include "transcode_cmaf.h"
+#include "transcode_hw.h"
 #include "transcode_ladder.h"
 
 #define TC_MAX_RENDITIONS (TC_MAX_RUNGS + 1)
 
 typedef struct tc_rendition {
     char name[TC_NAME_MAX]; /* "720p", "audio" */
+    char encoder[24];       /* the FFmpeg encoder that ran: "libx264", "h264_nvenc" */
     bool video;
     int width, height;
     double fps;
@@ -79,6 +81,8 @@ typedef struct tc_params {
     int max_width, max_height; /* refuse larger sources (0: 8192) */
     size_t queue_frames;       /* frames between rungs (0: 4) */
     atomic_bool *cancel;       /* set by another thread to abandon the run (may be NULL) */
+    tc_hw_t hw;                /* hardware encoder to try first (software when it fails) */
+    const char *hw_device;     /* VAAPI render node (NULL: the default) */
     /* progress: media seconds done, total (0: unknown), decode fps; ~2 per second */
     void (*progress)(void *arg, double done_s, double total_s, double fps);
     void *progress_arg;

@@ -8,6 +8,7 @@ source's own time, and keep the source's timeline.
 """
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -172,6 +173,24 @@ def test_hevc_and_av1_profiles(sources, tmp_path, profile, codec, tag, prefix):
         keys.append([round(float(p["pts_time"]), 3) for p in pk if p["flags"].startswith("K")])
     assert keys[0] == keys[1] and len(keys[0]) == 2, keys
     assert by["audio"]["codecs"] == "mp4a.40.2"
+
+
+@pytest.mark.parametrize("hw, name", [("nvenc", "h264_nvenc"), ("vaapi", "h264_vaapi")])
+def test_a_missing_hardware_encoder_falls_back_to_software(sources, tmp_path, hw, name):
+    """No GPU on the test machines: the hardware encoder fails to open, the
+    rungs are encoded by libx264, the run succeeds and says so once."""
+    env = dict(os.environ, CASTBUS_HW_ENCODER=hw, CASTBUS_HW_DEVICE="/dev/dri/renderD128")
+    r = subprocess.run([str(WORKER), "--once", "--input", str(sources["bframes"]), "--out",
+                        str(tmp_path), "--ladder", "640x360@600k,320x180@200k", "--preset",
+                        "ultrafast"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    video = [x for x in summary["renditions"] if x["name"] != "audio"]
+    assert [x["encoder"] for x in video] == ["libx264", "libx264"]
+    warnings = [ln for ln in r.stderr.splitlines() if f"{name} cannot be used" in ln]
+    assert len(warnings) == 1, r.stderr  # the second rung does not try again
+    for x in video:
+        assert decodes_clean(x["file"])["video"] == 120
 
 
 def test_bitrates_and_codecs_of_a_real_clip(tmp_path):
