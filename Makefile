@@ -193,6 +193,10 @@ $(BUILD)/obj/tests/unit/%.o: tests/unit/%.c $(FLAGS_FILE)
 unit: $(UNIT_BINS)
 	@tools/run-unit $(UNIT_BINS)
 
+# Third-party leaks LeakSanitizer must not fail us on (see the file).
+LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+export LSAN_OPTIONS
+
 # The unit suite and the fuzz corpora again under AddressSanitizer + UBSan
 # (build/sanitize/).
 .PHONY: unit-sanitize

@@ -22,6 +22,7 @@ that drives tools/devstack itself (tools/run) is skipped in this mode.
 
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -64,16 +65,48 @@ DAEMONS = {
 }
 
 
-def free_port():
-    with socket.socket() as s:
+def _ephemeral_range():
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+# Ports handed to the servers and daemons of this session come from below the
+# kernel's ephemeral range: a port from bind(0) lies inside it, where every
+# outgoing connection of the daemons (to Kafka, PostgreSQL, NATS...) also
+# takes its local port, so it could be taken again before the daemon listens.
+_EPHEMERAL_LO = _ephemeral_range()[0]
+_PORT_RANGE = (20000, min(32000, _EPHEMERAL_LO - 1))
+_handed_out = set()
+_ports = random.Random()
+
+
+def _free(kind):
+    lo, hi = _PORT_RANGE
+    for _ in range(500 if hi > lo else 0):
+        port = _ports.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, kind) as s:  # no room below the range: the old way
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port():
+    return _free(socket.SOCK_STREAM)
 
 
 def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free(socket.SOCK_DGRAM)
 
 
 def wait_until(predicate, timeout=60.0, interval=0.2, what="condition"):
