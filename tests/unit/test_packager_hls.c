@@ -1,0 +1,208 @@
+/*
+ * Golden-file tests of the HLS playlist writer: fixed timelines in, byte-exact
+ * playlists out, compared with the .m3u8 files in tests/data/golden/packager.
+ *
+ * After an intended change of the output, regenerate the files with
+ *   CASTBUS_GOLDEN_UPDATE=1 build/tests/unit/test_packager_hls
+ * and review the diff like code.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "buf.h"
+#include "packager_hls.h"
+
+#define GOLDEN_DIR "tests/data/golden/packager/"
+#define SEG        (2 * 90000)     /* 2 s at 90 kHz */
+#define T0_MS      1795313400000LL /* 2026-11-22T02:10:00.000Z, the wall clock at pts 0 */
+
+/* Compare out with the golden file (or rewrite it when asked to). */
+static void golden(const char *name, const cb_buf_t *out)
+{
+    char path[256], *want;
+    FILE *f;
+    long len;
+
+    snprintf(path, sizeof(path), GOLDEN_DIR "%s", name);
+    if (getenv("CASTBUS_GOLDEN_UPDATE")) {
+        f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(out->data, 1, out->len, f), out->len);
+        fclose(f);
+        return;
+    }
+    f = fopen(path, "rb");
+    if (!f)
+        fail_msg("%s is missing (CASTBUS_GOLDEN_UPDATE=1 writes it)", path);
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    want = malloc((size_t) len + 1);
+    assert_non_null(want);
+    assert_int_equal(fread(want, 1, (size_t) len, f), (size_t) len);
+    want[len] = '\0';
+    fclose(f);
+    if ((size_t) len != out->len || memcmp(want, out->data, out->len) != 0)
+        fail_msg("%s differs; got:\n%.*s", path, (int) out->len, (const char *) out->data);
+    free(want);
+}
+
+/* Segments named by their start like the worker's, 2 s each from t0. */
+static void timeline(pk_hls_segment_t *segs, char (*uris)[64], size_t n, int64_t start_90k,
+                     const char *map)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        int64_t start = start_90k + (int64_t) i * SEG;
+        snprintf(uris[i], sizeof(uris[i]), "720p/%013lld.m4s", (long long) start);
+        segs[i] = (pk_hls_segment_t){
+            .duration_90k = SEG,
+            .uri = uris[i],
+            .map_uri = map,
+            .pdt_ms = T0_MS + start / 90,
+        };
+    }
+}
+
+/* A sliding live window, well into the stream. */
+static void test_live_window(void **state)
+{
+    pk_hls_segment_t segs[5];
+    char uris[5][64];
+    pk_hls_media_t m = { .media_sequence = 120, .min_target_s = 2, .segs = segs, .n = 5 };
+    cb_buf_t b;
+
+    (void) state;
+    timeline(segs, uris, 5, 120 * SEG, "720p/init-0123456789abcdef.mp4");
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_media(&m, &b), 0);
+    golden("live_window.m3u8", &b);
+    cb_buf_release(&b);
+}
+
+/*
+ * A reconnect (discontinuity, new encoder configuration: a new init
+ * segment), a failed job (gap), a segment longer than the target, a window
+ * that lost one discontinuity from its front, and the stream's end.
+ */
+static void test_live_discontinuity_gap_and_end(void **state)
+{
+    pk_hls_segment_t segs[6];
+    char uris[6][64];
+    pk_hls_media_t m = { .media_sequence = 40,
+                         .discontinuity_sequence = 1,
+                         .min_target_s = 2,
+                         .ended = true,
+                         .segs = segs,
+                         .n = 6 };
+    cb_buf_t b;
+
+    (void) state;
+    timeline(segs, uris, 6, 40 * SEG, "720p/init-0123456789abcdef.mp4");
+    segs[0].discontinuity = true; /* its predecessor is gone: counted in the sequence */
+    segs[2].gap = true;
+    segs[2].map_uri = NULL;
+    segs[3].discontinuity = true;
+    segs[3].map_uri = "720p/init-fedcba9876543210.mp4";
+    segs[4].map_uri = segs[3].map_uri;
+    segs[5].map_uri = segs[3].map_uri;
+    segs[4].duration_90k = SEG + SEG / 2 + 1; /* 3.000011 s: the target grows to 3 */
+    segs[5].pdt_ms = 0;                       /* no wall clock known for it */
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_media(&m, &b), 0);
+    golden("live_discontinuity_gap_end.m3u8", &b);
+    cb_buf_release(&b);
+}
+
+static void test_vod(void **state)
+{
+    pk_hls_segment_t segs[3];
+    char uris[3][64];
+    pk_hls_media_t m = { .min_target_s = 2, .vod = true, .segs = segs, .n = 3 };
+    cb_buf_t b;
+
+    (void) state;
+    timeline(segs, uris, 3, 0, "720p/init-0123456789abcdef.mp4");
+    segs[2].duration_90k = 90000 + 1234; /* the short tail of the stream */
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_media(&m, &b), 0);
+    golden("vod.m3u8", &b);
+    cb_buf_release(&b);
+}
+
+static void test_bad_media_playlists(void **state)
+{
+    pk_hls_segment_t segs[1] = { { .duration_90k = SEG, .uri = "a.m4s" } };
+    pk_hls_media_t m = { .segs = segs, .n = 1 };
+    cb_buf_t b;
+
+    (void) state;
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_media(&m, &b), -EINVAL); /* no init segment */
+    segs[0].map_uri = "init.mp4";
+    segs[0].duration_90k = 0;
+    assert_int_equal(pk_hls_write_media(&m, &b), -EINVAL);
+    cb_buf_release(&b);
+    /* a buffer too small for the playlist */
+    segs[0].duration_90k = SEG;
+    cb_buf_init(&b, 16);
+    assert_int_not_equal(pk_hls_write_media(&m, &b), 0);
+    cb_buf_release(&b);
+}
+
+static void test_master(void **state)
+{
+    static const pk_hls_variant_t v[] = {
+        { "720p.m3u8", 3300000, 2950000, 1280, 720, 30, "avc1.64001f" },
+        { "480p.m3u8", 1540000, 1380000, 854, 480, 30, "avc1.4d401f" },
+        { "360p.m3u8", 880000, 790000, 640, 360, 29.97, "avc1.4d401e" },
+    };
+    pk_hls_master_t m = { .variants = v,
+                          .n = 3,
+                          .audio_uri = "audio.m3u8",
+                          .audio_codecs = "mp4a.40.2",
+                          .audio_bps = 130000,
+                          .audio_channels = 2 };
+    cb_buf_t b;
+
+    (void) state;
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_master(&m, &b), 0);
+    golden("master.m3u8", &b);
+    cb_buf_reset(&b);
+    /* video only: no audio group, plain codecs */
+    m.audio_uri = NULL;
+    m.n = 1;
+    assert_int_equal(pk_hls_write_master(&m, &b), 0);
+    golden("master_video_only.m3u8", &b);
+    cb_buf_reset(&b);
+    /* audio only: the audio playlist is the variant */
+    m.audio_uri = "audio.m3u8";
+    m.n = 0;
+    assert_int_equal(pk_hls_write_master(&m, &b), 0);
+    golden("master_audio_only.m3u8", &b);
+    cb_buf_reset(&b);
+    m.audio_uri = NULL;
+    assert_int_equal(pk_hls_write_master(&m, &b), -EINVAL);
+    cb_buf_release(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_live_window), cmocka_unit_test(test_live_discontinuity_gap_and_end),
+        cmocka_unit_test(test_vod),         cmocka_unit_test(test_bad_media_playlists),
+        cmocka_unit_test(test_master),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
