@@ -1,9 +1,10 @@
 /*
- * Golden-file tests of the HLS playlist writer: fixed timelines in, byte-exact
- * playlists out, compared with the .m3u8 files in tests/data/golden/packager.
+ * Golden-file tests of the HLS playlist and DASH MPD writers: fixed timelines
+ * in, byte-exact manifests out, compared with the .m3u8 and .mpd files in
+ * tests/data/golden/packager.
  *
  * After an intended change of the output, regenerate the files with
- *   CASTBUS_GOLDEN_UPDATE=1 build/tests/unit/test_packager_hls
+ *   CASTBUS_GOLDEN_UPDATE=1 build/tests/unit/test_packager_manifests
  * and review the diff like code.
  */
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "packager_dash.h"
 #include "packager_hls.h"
 
 #define GOLDEN_DIR "tests/data/golden/packager/"
@@ -55,6 +57,17 @@ static void golden(const char *name, const cb_buf_t *out)
     free(want);
 }
 
+/* Write a media playlist and hold it to its golden file. */
+static void media_golden(const pk_hls_media_t *m, const char *name)
+{
+    cb_buf_t b;
+
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_hls_write_media(m, &b), 0);
+    golden(name, &b);
+    cb_buf_release(&b);
+}
+
 /* Segments named by their start like the worker's, 2 s each from t0. */
 static void timeline(pk_hls_segment_t *segs, char (*uris)[64], size_t n, int64_t start_90k,
                      const char *map)
@@ -79,14 +92,10 @@ static void test_live_window(void **state)
     pk_hls_segment_t segs[5];
     char uris[5][64];
     pk_hls_media_t m = { .media_sequence = 120, .min_target_s = 2, .segs = segs, .n = 5 };
-    cb_buf_t b;
 
     (void) state;
     timeline(segs, uris, 5, 120 * SEG, "720p/init-0123456789abcdef.mp4");
-    cb_buf_init(&b, 1 << 16);
-    assert_int_equal(pk_hls_write_media(&m, &b), 0);
-    golden("live_window.m3u8", &b);
-    cb_buf_release(&b);
+    media_golden(&m, "live_window.m3u8");
 }
 
 /*
@@ -104,7 +113,6 @@ static void test_live_discontinuity_gap_and_end(void **state)
                          .ended = true,
                          .segs = segs,
                          .n = 6 };
-    cb_buf_t b;
 
     (void) state;
     timeline(segs, uris, 6, 40 * SEG, "720p/init-0123456789abcdef.mp4");
@@ -117,10 +125,7 @@ static void test_live_discontinuity_gap_and_end(void **state)
     segs[5].map_uri = segs[3].map_uri;
     segs[4].duration_90k = SEG + SEG / 2 + 1; /* 3.000011 s: the target grows to 3 */
     segs[5].pdt_ms = 0;                       /* no wall clock known for it */
-    cb_buf_init(&b, 1 << 16);
-    assert_int_equal(pk_hls_write_media(&m, &b), 0);
-    golden("live_discontinuity_gap_end.m3u8", &b);
-    cb_buf_release(&b);
+    media_golden(&m, "live_discontinuity_gap_end.m3u8");
 }
 
 static void test_vod(void **state)
@@ -128,15 +133,11 @@ static void test_vod(void **state)
     pk_hls_segment_t segs[3];
     char uris[3][64];
     pk_hls_media_t m = { .min_target_s = 2, .vod = true, .segs = segs, .n = 3 };
-    cb_buf_t b;
 
     (void) state;
     timeline(segs, uris, 3, 0, "720p/init-0123456789abcdef.mp4");
     segs[2].duration_90k = 90000 + 1234; /* the short tail of the stream */
-    cb_buf_init(&b, 1 << 16);
-    assert_int_equal(pk_hls_write_media(&m, &b), 0);
-    golden("vod.m3u8", &b);
-    cb_buf_release(&b);
+    media_golden(&m, "vod.m3u8");
 }
 
 static void test_bad_media_playlists(void **state)
@@ -196,12 +197,105 @@ static void test_master(void **state)
     cb_buf_release(&b);
 }
 
+/* ---- DASH ---- */
+
+static const pk_dash_rep_t video_reps[] = {
+    { .id = "720p",
+      .init_uri = "720p/init-0123456789abcdef.mp4",
+      .codecs = "avc1.64001f",
+      .bandwidth_bps = 3000000,
+      .width = 1280,
+      .height = 720,
+      .fps = 30 },
+    { .id = "360p",
+      .init_uri = "360p/init-0011223344556677.mp4",
+      .codecs = "avc1.4d401e",
+      .bandwidth_bps = 800000,
+      .width = 640,
+      .height = 360,
+      .fps = 30 },
+};
+static const pk_dash_rep_t audio_reps[] = {
+    { .id = "audio",
+      .init_uri = "audio/init-8899aabbccddeeff.mp4",
+      .codecs = "mp4a.40.2",
+      .bandwidth_bps = 128000,
+      .sample_rate = 48000,
+      .channels = 2 },
+};
+
+/*
+ * Live: video 2 s segments with a failed one (left out: a gap) and a
+ * shorter one; audio segments named by their own starts, AAC frames making
+ * them alternate around 2 s.
+ */
+static void test_dash_live(void **state)
+{
+    pk_dash_seg_t video[8], audio[4];
+    pk_dash_set_t sets[2] = {
+        { .video = true, .reps = video_reps, .nreps = 2, .segs = video, .nsegs = 0 },
+        { .video = false, .reps = audio_reps, .nreps = 1, .segs = audio, .nsegs = 4 },
+    };
+    pk_dash_mpd_t m = { .dynamic = true,
+                        .availability_start_ms = T0_MS,
+                        .publish_ms = T0_MS + 300000,
+                        .dvr_window_s = 3600,
+                        .update_period_ms = 2000,
+                        .presentation_delay_ms = 6000,
+                        .min_buffer_ms = 4000,
+                        .max_segment_ms = 2000,
+                        .utc_timing_uri = "/v1/time",
+                        .sets = sets,
+                        .nsets = 2 };
+    int64_t t = 140 * SEG;
+    cb_buf_t b;
+    int i;
+
+    (void) state;
+    for (i = 0; i < 8; i++) {
+        if (i == 5)
+            continue; /* failed: a gap */
+        video[sets[0].nsegs++] = (pk_dash_seg_t){ t + i * SEG, i == 7 ? SEG / 2 : SEG };
+    }
+    for (i = 0; i < 4; i++)
+        audio[i] =
+            (pk_dash_seg_t){ t - 1920 + i * SEG + (i > 1 ? 1920 : 0), i == 1 ? SEG + 1920 : SEG };
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_dash_write_mpd(&m, &b), 0);
+    golden("live.mpd", &b);
+    cb_buf_release(&b);
+}
+
+static void test_dash_vod(void **state)
+{
+    pk_dash_rep_t rep = video_reps[1], bad = video_reps[1];
+    pk_dash_seg_t segs[3] = { { 900000, SEG }, { 900000 + SEG, SEG }, { 900000 + 2 * SEG, 91234 } };
+    pk_dash_set_t set = { .video = true, .reps = &rep, .nreps = 1, .segs = segs, .nsegs = 3 };
+    pk_dash_mpd_t m = { .duration_ms = 5014, .min_buffer_ms = 4000, .sets = &set, .nsets = 1 };
+    cb_buf_t b;
+
+    (void) state;
+    rep.fps = 30000.0 / 1001.0; /* NTSC rates are written as the ratio */
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_dash_write_mpd(&m, &b), 0);
+    golden("vod.mpd", &b);
+    /* text that would need escaping is refused, not written */
+    bad.init_uri = "360p/init\"x.mp4";
+    set.reps = &bad;
+    cb_buf_reset(&b);
+    assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
+    m.nsets = 0;
+    assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
+    cb_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_live_window), cmocka_unit_test(test_live_discontinuity_gap_and_end),
         cmocka_unit_test(test_vod),         cmocka_unit_test(test_bad_media_playlists),
-        cmocka_unit_test(test_master),
+        cmocka_unit_test(test_master),      cmocka_unit_test(test_dash_live),
+        cmocka_unit_test(test_dash_vod),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

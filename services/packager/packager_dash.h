@@ -1,0 +1,67 @@
+/*
+ * packager_dash.h - DASH MPDs (ISO/IEC 23009-1, profile isoff-live) for the
+ * same CMAF segments HLS lists: a dynamic MPD for live with a DVR window,
+ * a static one for VOD.
+ *
+ * One Period; one AdaptationSet for the video rungs and one for the audio.
+ * Each Representation has a SegmentTemplate whose media pattern is the
+ * worker's file naming, "<rendition>/$Time%013d$.m4s" on a 90 kHz
+ * timescale, and a SegmentTimeline (S@t, S@d, S@r run-length coded) shared
+ * by the rungs of a set, since every rung is cut at the same times. A
+ * failed segment is left out of the timeline: the jump in S@t is a gap
+ * players skip.
+ *
+ * Pure text, like packager_hls: the same input gives the same bytes.
+ */
+#ifndef PACKAGER_DASH_H
+#define PACKAGER_DASH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct pk_dash_seg {
+    int64_t start_90k;
+    int64_t duration_90k;
+} pk_dash_seg_t;
+
+typedef struct pk_dash_rep {
+    const char *id;       /* the rendition name, also the directory of its segments */
+    const char *init_uri; /* its init segment, relative to the MPD */
+    const char *codecs;
+    int64_t bandwidth_bps;
+    int width, height; /* video */
+    double fps;        /* video; 0: leave out */
+    int sample_rate;   /* audio */
+    int channels;      /* audio */
+} pk_dash_rep_t;
+
+typedef struct pk_dash_set {
+    bool video;
+    const pk_dash_rep_t *reps;
+    size_t nreps;
+    const pk_dash_seg_t *segs; /* the set's timeline, in time order, gaps left out */
+    size_t nsegs;
+} pk_dash_set_t;
+
+typedef struct pk_dash_mpd {
+    bool dynamic;                  /* live (true) or VOD/ended (false) */
+    int64_t availability_start_ms; /* dynamic: wall clock of presentation time 0 */
+    int64_t publish_ms;            /* dynamic: when this MPD was made */
+    int64_t dvr_window_s;          /* dynamic: timeShiftBufferDepth */
+    int64_t update_period_ms;      /* dynamic: minimumUpdatePeriod */
+    int64_t presentation_delay_ms; /* dynamic: suggestedPresentationDelay */
+    int64_t min_buffer_ms;
+    int64_t max_segment_ms;     /* maxSegmentDuration */
+    const char *utc_timing_uri; /* dynamic: UTCTiming http-iso source; NULL: none */
+    int64_t duration_ms;        /* static: mediaPresentationDuration */
+    const pk_dash_set_t *sets;
+    size_t nsets;
+} pk_dash_mpd_t;
+
+/* Append the MPD. 0, -EINVAL (a set or representation missing what it needs), or -ENOBUFS. */
+int pk_dash_write_mpd(const pk_dash_mpd_t *m, cb_buf_t *out);
+
+#endif /* PACKAGER_DASH_H */

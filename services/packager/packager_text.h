@@ -1,0 +1,25 @@
+/*
+ * packager_text.h - what the manifest writers share: an appender that keeps
+ * the first failure (so the manifest code reads as the manifest does), and
+ * wall-clock times in the ISO 8601 form both HLS and DASH use.
+ */
+#ifndef PACKAGER_TEXT_H
+#define PACKAGER_TEXT_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "defs.h"
+
+typedef struct pk_text {
+    cb_buf_t *b;
+    int err; /* the first append that failed, 0 while all went in */
+} pk_text_t;
+
+/* Append formatted text unless an earlier append failed. */
+void pk_put(pk_text_t *w, const char *fmt, ...) CB_PRINTF(2, 3);
+
+/* "2026-11-22T02:10:00.000Z" for ms since the epoch; out has room for 32. */
+void pk_iso8601(int64_t ms, char out[32]);
+
+#endif /* PACKAGER_TEXT_H */
