@@ -146,22 +146,29 @@ int cb_pg_new(const cb_pg_config_t *cfg, const char *schema, const cb_pg_migrati
     return 0;
 }
 
-/* Make a connection for a slot. Slot is busy (ours); no lock held. */
-static int slot_connect(cb_pg_t *pg, slot_t *s, char *err, size_t errlen)
+/* Connect with the pool's settings: its connect timeout, named after its user. */
+static PGconn *connect_as(const char *dsn, int64_t connect_timeout_ms, const char *who)
 {
     const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-    char timeout[24], app[96], set[160];
+    char timeout[24], app[96];
     const char *vals[4];
-    PGresult *r;
 
-    snprintf(timeout, sizeof(timeout), "%lld",
-             (long long) CB_MAX(1, pg->connect_timeout_ms / 1000));
-    snprintf(app, sizeof(app), "castbus-%s", pg->schema);
-    vals[0] = pg->dsn; /* expand_dbname: the DSN itself, the rest as defaults */
+    snprintf(timeout, sizeof(timeout), "%lld", (long long) CB_MAX(1, connect_timeout_ms / 1000));
+    snprintf(app, sizeof(app), "castbus-%s", who);
+    vals[0] = dsn; /* expand_dbname: the DSN itself, the rest as defaults */
     vals[1] = timeout;
     vals[2] = app;
     vals[3] = NULL;
-    s->conn = PQconnectdbParams(keys, vals, 1);
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Make a connection for a slot. Slot is busy (ours); no lock held. */
+static int slot_connect(cb_pg_t *pg, slot_t *s, char *err, size_t errlen)
+{
+    char set[160];
+    PGresult *r;
+
+    s->conn = connect_as(pg->dsn, pg->connect_timeout_ms, pg->schema);
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         snprintf(err, errlen, "cannot connect to PostgreSQL: %s",
                  s->conn ? PQerrorMessage(s->conn) : "out of memory");
@@ -461,6 +468,7 @@ int cb_pg_notify(cb_pg_t *pg, const char *channel, const char *payload, char *er
 
 struct cb_pg_listener {
     char *dsn;
+    int64_t connect_timeout_ms;
     char channel[64];
     void (*fn)(void *arg, const char *payload);
     void *arg;
@@ -486,14 +494,19 @@ static void *listen_main(void *arg)
             PGresult *r;
 
             PQfinish(conn);
-            conn = PQconnectdb(l->dsn);
+            snprintf(sql, sizeof(sql), "listen-%s", l->channel);
+            conn = connect_as(l->dsn, l->connect_timeout_ms, sql);
             snprintf(sql, sizeof(sql), "LISTEN %s", l->channel);
             r = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, sql) : NULL;
             if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+                int64_t until = cb_clock_mono_ms() + backoff;
+
                 PQclear(r);
                 PQfinish(conn);
                 conn = NULL;
-                usleep((useconds_t) backoff * 1000);
+                /* wait out the backoff in short steps, so stopping is not delayed by it */
+                while (!atomic_load(&l->stop) && cb_clock_mono_ms() < until)
+                    usleep(50 * 1000);
                 backoff = CB_MIN(backoff * 2, BACKOFF_MAX_MS);
                 continue;
             }
@@ -534,6 +547,7 @@ int cb_pg_listen_start(const cb_pg_config_t *cfg, const char *channel,
     if (!l)
         return -ENOMEM;
     l->dsn = strdup(cfg->dsn);
+    l->connect_timeout_ms = cfg->connect_timeout_ms;
     snprintf(l->channel, sizeof(l->channel), "%s", channel);
     l->fn = fn;
     l->arg = arg;
