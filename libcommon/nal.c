@@ -56,3 +56,18 @@ int cb_nal_next_prefixed(const uint8_t *p, size_t len, int len_size, size_t *pos
     *pos += l;
     return 1;
 }
+
+size_t cb_nal_unescape(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    size_t i, o = 0, zeros = 0;
+
+    for (i = 0; i < n && o < cap; i++) {
+        if (zeros >= 2 && in[i] == 3) {
+            zeros = 0;
+            continue;
+        }
+        zeros = in[i] == 0 ? zeros + 1 : 0;
+        out[o++] = in[i];
+    }
+    return o;
+}

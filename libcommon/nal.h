@@ -34,4 +34,11 @@ bool cb_nal_next_annexb(const uint8_t *p, size_t len, size_t *pos, const uint8_t
 int cb_nal_next_prefixed(const uint8_t *p, size_t len, int len_size, size_t *pos,
                          const uint8_t **nal, size_t *nal_len);
 
+/*
+ * Copy a NAL unit's payload into out without its emulation prevention bytes
+ * (the 03 of 00 00 03), giving the RBSP its syntax is read from. Copies at
+ * most cap bytes; returns how many it wrote.
+ */
+size_t cb_nal_unescape(const uint8_t *in, size_t n, uint8_t *out, size_t cap);
+
 #endif /* CB_NAL_H */

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bits.h"
 #include "defs.h"
+#include "nal.h"
 
 #define FOURCC(a, b, c, d)                                                                         \
     (((uint32_t) (a) << 24) | ((uint32_t) (b) << 16) | ((uint32_t) (c) << 8) | (uint32_t) (d))
@@ -224,138 +226,72 @@ int ingest_flv_file_next(const uint8_t *buf, size_t len, size_t *pos, ingest_flv
 
 /* ---- H.264 SPS, enough for the picture size ---- */
 
-typedef struct bits {
-    const uint8_t *p;
-    size_t len; /* bytes */
-    size_t pos; /* bits */
-    bool overrun;
-} bits_t;
-
-static unsigned read_bit(bits_t *b)
-{
-    unsigned v;
-
-    if (b->pos >= b->len * 8) {
-        b->overrun = true;
-        return 0;
-    }
-    v = (b->p[b->pos / 8] >> (7 - b->pos % 8)) & 1;
-    b->pos++;
-    return v;
-}
-
-static unsigned read_bits(bits_t *b, int n)
-{
-    unsigned v = 0;
-
-    while (n-- > 0)
-        v = (v << 1) | read_bit(b);
-    return v;
-}
-
-static unsigned read_ue(bits_t *b)
-{
-    int zeros = 0;
-
-    while (read_bit(b) == 0 && !b->overrun && zeros < 32)
-        zeros++;
-    if (zeros >= 32) { /* no Exp-Golomb code in a valid SPS is that long */
-        b->overrun = true;
-        return 0;
-    }
-    return zeros ? (1u << zeros) - 1 + read_bits(b, zeros) : 0;
-}
-
-static int read_se(bits_t *b)
-{
-    unsigned v = read_ue(b);
-
-    /* in 64 bits: a ue of 2^32-1 maps outside int */
-    return (int) (v & 1 ? ((int64_t) v + 1) / 2 : -((int64_t) v / 2));
-}
-
-static void skip_scaling_list(bits_t *b, int size)
+static void skip_scaling_list(cb_bits_t *b, int size)
 {
     int last = 8, next = 8, j;
 
     for (j = 0; j < size && !b->overrun; j++) {
         if (next != 0)
-            next = (int) (((int64_t) last + read_se(b) + 256) % 256 + 256) % 256;
+            next = (int) (((int64_t) last + cb_bits_se(b) + 256) % 256 + 256) % 256;
         last = next == 0 ? last : next;
     }
-}
-
-/* Strip emulation prevention bytes (00 00 03) from an RBSP. */
-static size_t unescape(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
-{
-    size_t i, o = 0, zeros = 0;
-
-    for (i = 0; i < n && o < cap; i++) {
-        if (zeros >= 2 && in[i] == 3) {
-            zeros = 0;
-            continue;
-        }
-        zeros = in[i] == 0 ? zeros + 1 : 0;
-        out[o++] = in[i];
-    }
-    return o;
 }
 
 static int sps_dimensions(const uint8_t *nal, size_t n, int *width, int *height)
 {
     uint8_t rbsp[256];
-    bits_t b = { rbsp, 0, 0, false };
+    cb_bits_t b = { .p = rbsp };
     unsigned profile, chroma = 1, frame_mbs_only, w_mbs, h_map, poc_type, i;
     unsigned crop_l = 0, crop_r = 0, crop_t = 0, crop_b = 0;
 
     if (n < 4 || (nal[0] & 0x1F) != 7)
         return -EINVAL;
-    b.len = unescape(nal + 1, n - 1, rbsp, sizeof(rbsp));
-    profile = read_bits(&b, 8);
-    read_bits(&b, 16); /* constraint flags, level */
-    read_ue(&b);       /* sps id */
+    b.len = cb_nal_unescape(nal + 1, n - 1, rbsp, sizeof(rbsp));
+    profile = cb_bits_read(&b, 8);
+    cb_bits_read(&b, 16); /* constraint flags, level */
+    cb_bits_ue(&b);       /* sps id */
     if (profile == 100 || profile == 110 || profile == 122 || profile == 244 || profile == 44 ||
         profile == 83 || profile == 86 || profile == 118 || profile == 128 || profile == 138 ||
         profile == 139 || profile == 134 || profile == 135) {
-        chroma = read_ue(&b);
+        chroma = cb_bits_ue(&b);
         if (chroma == 3)
-            read_bit(&b);
-        read_ue(&b); /* bit depth luma */
-        read_ue(&b); /* bit depth chroma */
-        read_bit(&b);
-        if (read_bit(&b)) { /* seq_scaling_matrix_present */
+            cb_bits_read(&b, 1);
+        cb_bits_ue(&b); /* bit depth luma */
+        cb_bits_ue(&b); /* bit depth chroma */
+        cb_bits_read(&b, 1);
+        if (cb_bits_read(&b, 1)) { /* seq_scaling_matrix_present */
             for (i = 0; i < (chroma == 3 ? 12u : 8u); i++) {
-                if (read_bit(&b))
+                if (cb_bits_read(&b, 1))
                     skip_scaling_list(&b, i < 6 ? 16 : 64);
             }
         }
     }
-    read_ue(&b); /* log2_max_frame_num */
-    poc_type = read_ue(&b);
+    cb_bits_ue(&b); /* log2_max_frame_num */
+    poc_type = cb_bits_ue(&b);
     if (poc_type == 0) {
-        read_ue(&b);
+        cb_bits_ue(&b);
     } else if (poc_type == 1) {
         unsigned cycle;
-        read_bit(&b);
-        read_se(&b);
-        read_se(&b);
-        cycle = read_ue(&b);
+        cb_bits_read(&b, 1);
+        cb_bits_se(&b);
+        cb_bits_se(&b);
+        cycle = cb_bits_ue(&b);
         for (i = 0; i < cycle && i < 256 && !b.overrun; i++)
-            read_se(&b);
+            cb_bits_se(&b);
     }
-    read_ue(&b); /* max_num_ref_frames */
-    read_bit(&b);
-    w_mbs = read_ue(&b) + 1;
-    h_map = read_ue(&b) + 1;
-    frame_mbs_only = read_bit(&b);
+    cb_bits_ue(&b); /* max_num_ref_frames */
+    cb_bits_read(&b, 1);
+    w_mbs = cb_bits_ue(&b) + 1;
+    h_map = cb_bits_ue(&b) + 1;
+    frame_mbs_only = cb_bits_read(&b, 1);
     if (!frame_mbs_only)
-        read_bit(&b);
-    read_bit(&b);
-    if (read_bit(&b)) { /* frame_cropping */
-        crop_l = read_ue(&b);
-        crop_r = read_ue(&b);
-        crop_t = read_ue(&b);
-        crop_b = read_ue(&b);
+        cb_bits_read(&b, 1);
+    cb_bits_read(&b, 1);
+    if (cb_bits_read(&b, 1)) { /* frame_cropping */
+        crop_l = cb_bits_ue(&b);
+        crop_r = cb_bits_ue(&b);
+        crop_t = cb_bits_ue(&b);
+        crop_b = cb_bits_ue(&b);
     }
     if (b.overrun || w_mbs > 1024 || h_map > 1024)
         return -EINVAL;
@@ -389,21 +325,21 @@ int ingest_asc_parse(const uint8_t *asc, size_t len, int *sample_rate, int *chan
 {
     static const int rates[] = { 96000, 88200, 64000, 48000, 44100, 32000, 24000,
                                  22050, 16000, 12000, 11025, 8000,  7350 };
-    bits_t b = { asc, len, 0, false };
+    cb_bits_t b = { .p = asc, .len = len };
     unsigned aot, idx, ch;
 
-    aot = read_bits(&b, 5);
+    aot = cb_bits_read(&b, 5);
     if (aot == 31)
-        aot = 32 + read_bits(&b, 6);
-    idx = read_bits(&b, 4);
+        aot = 32 + cb_bits_read(&b, 6);
+    idx = cb_bits_read(&b, 4);
     if (idx == 15) {
-        *sample_rate = (int) read_bits(&b, 24);
+        *sample_rate = (int) cb_bits_read(&b, 24);
     } else if (idx < CB_ARRAY_LEN(rates)) {
         *sample_rate = rates[idx];
     } else {
         return -EINVAL;
     }
-    ch = read_bits(&b, 4);
+    ch = cb_bits_read(&b, 4);
     if (b.overrun || aot == 0 || *sample_rate <= 0)
         return -EINVAL;
     *channels = ch == 7 ? 8 : (int) ch;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bits.h"
 #include "defs.h"
 #include "nal.h"
 
@@ -112,41 +113,22 @@ static int reserve(ingest_ts_t *ts, size_t n)
 
 /* ---- configurations ---- */
 
-typedef struct bits {
-    const uint8_t *p;
-    size_t len, pos; /* in bits */
-} bits_t;
-
-static unsigned get_bits(bits_t *b, unsigned n)
+static unsigned asc_aot(cb_bits_t *b)
 {
-    unsigned v = 0;
+    unsigned aot = cb_bits_read(b, 5);
 
-    while (n--) {
-        unsigned bit = 0;
-        if (b->pos < b->len * 8)
-            bit = (b->p[b->pos / 8] >> (7 - b->pos % 8)) & 1;
-        b->pos++;
-        v = v << 1 | bit;
-    }
-    return v;
+    return aot == 31 ? 32 + cb_bits_read(b, 6) : aot;
 }
 
-static unsigned asc_aot(bits_t *b)
-{
-    unsigned aot = get_bits(b, 5);
-
-    return aot == 31 ? 32 + get_bits(b, 6) : aot;
-}
-
-static unsigned asc_sfi(bits_t *b)
+static unsigned asc_sfi(cb_bits_t *b)
 {
     static const unsigned rates[] = { 96000, 88200, 64000, 48000, 44100, 32000, 24000,
                                       22050, 16000, 12000, 11025, 8000,  7350 };
-    unsigned sfi = get_bits(b, 4), rate, i, best = 4;
+    unsigned sfi = cb_bits_read(b, 4), rate, i, best = 4;
 
     if (sfi != 15)
         return sfi;
-    rate = get_bits(b, 24); /* an explicit rate: the nearest index ADTS can say */
+    rate = cb_bits_read(b, 24); /* an explicit rate: the nearest index ADTS can say */
     for (i = 0; i < CB_ARRAY_LEN(rates); i++) {
         unsigned d = rate > rates[i] ? rate - rates[i] : rates[i] - rate;
         unsigned db = rate > rates[best] ? rate - rates[best] : rates[best] - rate;
@@ -159,14 +141,14 @@ static unsigned asc_sfi(bits_t *b)
 /* The ADTS fields from an AudioSpecificConfig (core layer for SBR/PS). */
 static int parse_asc(ts_track_t *t, const uint8_t *p, size_t len)
 {
-    bits_t b = { p, len, 0 };
+    cb_bits_t b = { .p = p, .len = len };
     unsigned aot, sfi, chan;
 
     if (len < 2)
         return -EINVAL;
     aot = asc_aot(&b);
     sfi = asc_sfi(&b);
-    chan = get_bits(&b, 4);
+    chan = cb_bits_read(&b, 4);
     if (aot == 5 || aot == 29) { /* explicit HE-AAC: the core follows */
         asc_sfi(&b);
         aot = asc_aot(&b);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bits.h"
 #include "defs.h"
 #include "nal.h"
 
@@ -171,52 +172,6 @@ bad:
     return -EINVAL;
 }
 
-/* Bits of an RBSP (emulation prevention bytes removed), read MSB first. */
-typedef struct rbsp {
-    uint8_t b[256];
-    size_t len, bit;
-    bool over;
-} rbsp_t;
-
-static void rbsp_load(rbsp_t *r, const uint8_t *nal, size_t len)
-{
-    size_t i, zeros = 0;
-
-    memset(r, 0, sizeof(*r));
-    for (i = 0; i < len && r->len < sizeof(r->b); i++) {
-        if (zeros >= 2 && nal[i] == 3) {
-            zeros = 0;
-            continue;
-        }
-        zeros = nal[i] == 0 ? zeros + 1 : 0;
-        r->b[r->len++] = nal[i];
-    }
-}
-
-static uint32_t rbsp_bits(rbsp_t *r, int n)
-{
-    uint32_t v = 0;
-
-    while (n-- > 0) {
-        if (r->bit >= r->len * 8) {
-            r->over = true;
-            return 0;
-        }
-        v = v << 1 | ((r->b[r->bit / 8] >> (7 - r->bit % 8)) & 1);
-        r->bit++;
-    }
-    return v;
-}
-
-static uint32_t rbsp_ue(rbsp_t *r)
-{
-    int lead = 0;
-
-    while (!r->over && rbsp_bits(r, 1) == 0 && lead < 31)
-        lead++;
-    return lead ? ((1u << lead) - 1) + rbsp_bits(r, lead) : 0;
-}
-
 /* Append one hvcC NAL array (array_completeness 1). */
 static size_t hvcc_array(uint8_t *c, size_t n, int type, const uint8_t *nal, size_t len)
 {
@@ -234,10 +189,10 @@ int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t 
 {
     const uint8_t *ps[3] = { NULL }, *nal; /* VPS, SPS, PPS */
     size_t ps_len[3] = { 0 }, nal_len, pos = 0, n = 0, i;
-    uint8_t *c = t->config, ptl[12];
+    uint8_t *c = t->config, ptl[12], rbsp[256];
     uint32_t sub_layers, chroma, depth_luma, depth_chroma, compat_rev = 0;
     int last;
-    rbsp_t r;
+    cb_bits_t r = { .p = rbsp };
 
     memset(t, 0, sizeof(*t));
     t->video = true;
@@ -256,43 +211,43 @@ int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t 
         23 + 3 * 5 + ps_len[0] + ps_len[1] + ps_len[2] > sizeof(t->config))
         goto bad;
     /* SPS: after the 2-byte header, 4+3+1 bits, then profile_tier_level */
-    rbsp_load(&r, ps[1] + 2, ps_len[1] - 2);
-    rbsp_bits(&r, 4); /* sps_video_parameter_set_id */
-    sub_layers = rbsp_bits(&r, 3);
-    rbsp_bits(&r, 1); /* temporal_id_nesting */
+    r.len = cb_nal_unescape(ps[1] + 2, ps_len[1] - 2, rbsp, sizeof(rbsp));
+    cb_bits_read(&r, 4); /* sps_video_parameter_set_id */
+    sub_layers = cb_bits_read(&r, 3);
+    cb_bits_read(&r, 1); /* temporal_id_nesting */
     for (i = 0; i < 12; i++)
-        ptl[i] = (uint8_t) rbsp_bits(&r, 8); /* general profile, flags, constraints, level */
+        ptl[i] = (uint8_t) cb_bits_read(&r, 8); /* general profile, flags, constraints, level */
     {
         uint32_t prof_present = 0, level_present = 0;
         for (i = 0; i < sub_layers; i++) {
-            prof_present |= rbsp_bits(&r, 1) << i;
-            level_present |= rbsp_bits(&r, 1) << i;
+            prof_present |= cb_bits_read(&r, 1) << i;
+            level_present |= cb_bits_read(&r, 1) << i;
         }
         if (sub_layers > 0)
-            rbsp_bits(&r, 2 * (8 - (int) sub_layers));
+            cb_bits_read(&r, 2 * (8 - (int) sub_layers));
         for (i = 0; i < sub_layers; i++) {
             if (prof_present >> i & 1) {
-                rbsp_bits(&r, 32);
-                rbsp_bits(&r, 32);
-                rbsp_bits(&r, 24);
+                cb_bits_read(&r, 32);
+                cb_bits_read(&r, 32);
+                cb_bits_read(&r, 24);
             }
             if (level_present >> i & 1)
-                rbsp_bits(&r, 8);
+                cb_bits_read(&r, 8);
         }
     }
-    rbsp_ue(&r); /* sps_seq_parameter_set_id */
-    chroma = rbsp_ue(&r);
+    cb_bits_ue(&r); /* sps_seq_parameter_set_id */
+    chroma = cb_bits_ue(&r);
     if (chroma == 3)
-        rbsp_bits(&r, 1);
-    rbsp_ue(&r); /* width */
-    rbsp_ue(&r); /* height */
-    if (rbsp_bits(&r, 1)) {
+        cb_bits_read(&r, 1);
+    cb_bits_ue(&r); /* width */
+    cb_bits_ue(&r); /* height */
+    if (cb_bits_read(&r, 1)) {
         for (i = 0; i < 4; i++)
-            rbsp_ue(&r); /* conformance window */
+            cb_bits_ue(&r); /* conformance window */
     }
-    depth_luma = rbsp_ue(&r) + 8;
-    depth_chroma = rbsp_ue(&r) + 8;
-    if (r.over || chroma > 3 || depth_luma > 16 || depth_chroma > 16)
+    depth_luma = cb_bits_ue(&r) + 8;
+    depth_chroma = cb_bits_ue(&r) + 8;
+    if (r.overrun || chroma > 3 || depth_luma > 16 || depth_chroma > 16)
         goto bad;
 
     c[n++] = 1;             /* configurationVersion */
@@ -373,7 +328,7 @@ int tc_cmaf_track_av1(tc_cmaf_track_t *t, int width, int height, const uint8_t *
     const uint8_t *obu = NULL, *o;
     size_t obu_len = 0, o_len, pos = 0, hdr;
     uint32_t profile, level, tier = 0;
-    rbsp_t r;
+    cb_bits_t r;
     int rc;
 
     memset(t, 0, sizeof(*t));
@@ -399,39 +354,37 @@ int tc_cmaf_track_av1(tc_cmaf_track_t *t, int width, int height, const uint8_t *
     }
     if (hdr >= obu_len)
         goto bad;
-    memset(&r, 0, sizeof(r));
-    r.len = CB_MIN(obu_len - hdr, sizeof(r.b));
-    memcpy(r.b, obu + hdr, r.len);
-    profile = rbsp_bits(&r, 3);
-    rbsp_bits(&r, 1);       /* still_picture */
-    if (rbsp_bits(&r, 1)) { /* reduced_still_picture_header */
-        level = rbsp_bits(&r, 5);
+    r = (cb_bits_t){ .p = obu + hdr, .len = obu_len - hdr }; /* AV1 has no emulation bytes */
+    profile = cb_bits_read(&r, 3);
+    cb_bits_read(&r, 1);       /* still_picture */
+    if (cb_bits_read(&r, 1)) { /* reduced_still_picture_header */
+        level = cb_bits_read(&r, 5);
     } else {
         bool decoder_model = false;
-        if (rbsp_bits(&r, 1)) { /* timing_info_present_flag */
-            rbsp_bits(&r, 32);
-            rbsp_bits(&r, 32);
-            if (rbsp_bits(&r, 1)) { /* equal_picture_interval: uvlc */
+        if (cb_bits_read(&r, 1)) { /* timing_info_present_flag */
+            cb_bits_read(&r, 32);
+            cb_bits_read(&r, 32);
+            if (cb_bits_read(&r, 1)) { /* equal_picture_interval: uvlc */
                 int lead = 0;
-                while (!r.over && rbsp_bits(&r, 1) == 0 && lead < 32)
+                while (!r.overrun && cb_bits_read(&r, 1) == 0 && lead < 32)
                     lead++;
-                rbsp_bits(&r, lead);
+                cb_bits_read(&r, lead);
             }
-            decoder_model = rbsp_bits(&r, 1);
+            decoder_model = cb_bits_read(&r, 1);
             if (decoder_model) {
-                rbsp_bits(&r, 5);
-                rbsp_bits(&r, 32);
-                rbsp_bits(&r, 10);
+                cb_bits_read(&r, 5);
+                cb_bits_read(&r, 32);
+                cb_bits_read(&r, 10);
             }
         }
-        rbsp_bits(&r, 1);  /* initial_display_delay_present_flag */
-        rbsp_bits(&r, 5);  /* operating_points_cnt_minus_1 */
-        rbsp_bits(&r, 12); /* operating_point_idc[0] */
-        level = rbsp_bits(&r, 5);
+        cb_bits_read(&r, 1);  /* initial_display_delay_present_flag */
+        cb_bits_read(&r, 5);  /* operating_points_cnt_minus_1 */
+        cb_bits_read(&r, 12); /* operating_point_idc[0] */
+        level = cb_bits_read(&r, 5);
         if (level > 7)
-            tier = rbsp_bits(&r, 1);
+            tier = cb_bits_read(&r, 1);
     }
-    if (r.over || profile > 2)
+    if (r.overrun || profile > 2)
         goto bad;
     t->config[0] = 0x81; /* marker, version 1 */
     t->config[1] = (uint8_t) (profile << 5 | level);
