@@ -114,6 +114,17 @@ static void box_close(w_t *w, size_t at)
 
 /* ---- describing tracks ---- */
 
+/* Start a video track's description: all zero but what every codec sets. */
+static void video_track(tc_cmaf_track_t *t, tc_cmaf_vcodec_t vcodec, int width, int height)
+{
+    memset(t, 0, sizeof(*t));
+    t->video = true;
+    t->vcodec = vcodec;
+    t->timescale = 90000; /* the stream's clock, so sample times need no conversion */
+    t->width = width;
+    t->height = height;
+}
+
 int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t *extradata,
                        size_t len, char *err, size_t errlen)
 {
@@ -121,11 +132,7 @@ int tc_cmaf_track_h264(tc_cmaf_track_t *t, int width, int height, const uint8_t 
     size_t sps_len = 0, pps_len = 0, nal_len, pos = 0, n = 0;
     uint8_t *c = t->config;
 
-    memset(t, 0, sizeof(*t));
-    t->video = true;
-    t->timescale = 90000;
-    t->width = width;
-    t->height = height;
+    video_track(t, TC_CMAF_AVC, width, height);
     if (len >= 7 && extradata[0] == 1) {
         /* already an avcC */
         if (len > sizeof(t->config))
@@ -194,12 +201,7 @@ int tc_cmaf_track_hevc(tc_cmaf_track_t *t, int width, int height, const uint8_t 
     int last;
     cb_bits_t r = { .p = rbsp };
 
-    memset(t, 0, sizeof(*t));
-    t->video = true;
-    t->vcodec = TC_CMAF_HEVC;
-    t->timescale = 90000;
-    t->width = width;
-    t->height = height;
+    video_track(t, TC_CMAF_HEVC, width, height);
     while (cb_nal_next_annexb(extradata, len, &pos, &nal, &nal_len)) {
         int type = nal_len >= 2 ? (nal[0] >> 1) & 0x3f : -1;
         if (type >= 32 && type <= 34 && !ps[type - 32]) {
@@ -331,12 +333,7 @@ int tc_cmaf_track_av1(tc_cmaf_track_t *t, int width, int height, const uint8_t *
     cb_bits_t r;
     int rc;
 
-    memset(t, 0, sizeof(*t));
-    t->video = true;
-    t->vcodec = TC_CMAF_AV1;
-    t->timescale = 90000;
-    t->width = width;
-    t->height = height;
+    video_track(t, TC_CMAF_AV1, width, height);
     while ((rc = obu_next(extradata, len, &pos, &o, &o_len)) == 1) {
         if (((o[0] >> 3) & 0xf) == OBU_SEQUENCE_HEADER && !obu) {
             obu = o;
