@@ -29,16 +29,10 @@ const char *tc_hw_encoder_name(tc_hw_t hw, tc_codec_t codec)
 /* NVENC's p1 (fastest) .. p7 (slowest) for an x264-style preset name. */
 static const char *nvenc_preset(const char *preset)
 {
-    static const char *const x264[] = { "ultrafast", "superfast", "veryfast", "faster",
-                                        "fast",      "medium",    "slow",     "slower" };
     static const char *const nv[] = { "p1", "p2", "p3", "p4", "p4", "p5", "p6", "p7" };
-    size_t i;
+    int rank = tc_preset_rank(preset); /* ultrafast .. slower */
 
-    for (i = 0; i < CB_ARRAY_LEN(x264); i++) {
-        if (strcmp(preset, x264[i]) == 0)
-            return nv[i];
-    }
-    return "p4";
+    return rank >= 0 && rank < (int) CB_ARRAY_LEN(nv) ? nv[rank] : "p4";
 }
 
 static int prepare_vaapi(tc_hw_enc_t *h, const char *device, AVCodecContext *c, char *err,

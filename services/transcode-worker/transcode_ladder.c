@@ -79,6 +79,21 @@ static const tc_profile_t builtin[] = {
 
 const char *const tc_profile_names[] = { "default", "live", "hevc", "av1", "preview", NULL };
 
+int tc_preset_rank(const char *preset)
+{
+    static const char *const names[] = {
+        "ultrafast", "superfast", "veryfast", "faster",   "fast",
+        "medium",    "slow",      "slower",   "veryslow", "placebo"
+    };
+    size_t i;
+
+    for (i = 0; preset && i < CB_ARRAY_LEN(names); i++) {
+        if (strcmp(preset, names[i]) == 0)
+            return (int) i;
+    }
+    return -1;
+}
+
 int tc_profile_get(const char *name, tc_profile_t *out)
 {
     size_t i;

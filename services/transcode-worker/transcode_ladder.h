@@ -53,6 +53,14 @@ typedef struct tc_profile {
 /* The built-in profile called name, copied into *out; -ENOENT if unknown. */
 int tc_profile_get(const char *name, tc_profile_t *out);
 
+/*
+ * Where an x264 preset name stands in x264's speed order: ultrafast 0,
+ * superfast 1, ... medium 5, slow 6, slower 7, veryslow 8, placebo 9; -1
+ * for a name that is not one. Other encoders map their own speed knobs
+ * from it, so one preset setting means the same trade-off everywhere.
+ */
+int tc_preset_rank(const char *preset);
+
 /* Names of the built-in profiles, NULL-terminated (for --help and errors). */
 extern const char *const tc_profile_names[];
 

@@ -478,15 +478,9 @@ static void *rung_encode_main(void *arg)
 /* libaom speed for an x264-style preset name: faster presets, higher cpu-used. */
 static int av1_cpu_used(const char *preset)
 {
-    static const char *const names[] = { "ultrafast", "superfast", "veryfast", "faster",
-                                         "fast",      "medium",    "slow" };
-    size_t i;
+    int rank = tc_preset_rank(preset);
 
-    for (i = 0; i < CB_ARRAY_LEN(names); i++) {
-        if (strcmp(preset, names[i]) == 0)
-            return 10 - (int) i;
-    }
-    return 7;
+    return rank >= 0 && rank <= 6 ? 10 - rank : 7; /* ultrafast 10 .. slow 4; others 7 */
 }
 
 /* Open encoder `name` for a rung into g->enc; hw: through transcode_hw. */

@@ -108,9 +108,21 @@ static void test_parse(void **state)
     assert_int_equal(tc_ladder_parse("99999x720@3000k", &p, err, sizeof(err)), -EINVAL);
 }
 
+static void test_preset_rank(void **state)
+{
+    (void) state;
+    assert_int_equal(tc_preset_rank("ultrafast"), 0);
+    assert_int_equal(tc_preset_rank("veryfast"), 2);
+    assert_int_equal(tc_preset_rank("medium"), 5);
+    assert_int_equal(tc_preset_rank("placebo"), 9);
+    assert_int_equal(tc_preset_rank("p4"), -1);
+    assert_int_equal(tc_preset_rank(NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_preset_rank),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_fit_never_upscales_and_keeps_aspect),
         cmocka_unit_test(test_parse),
