@@ -14,6 +14,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, TopicReader, unique, wait_until
 
@@ -164,15 +165,10 @@ def start_worker(start_daemon, storage, **extra):
 
 
 def metric(d, name, **labels):
-    text = d.get("/metrics").text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            head, _, value = line.rpartition(" ")
-            if all(f'{k}="{v}"' in head for k, v in labels.items()) or not want:
-                total += float(value)
-    return total
+    """The sum of the samples called name whose labels include labels."""
+    return sum(s.value for f in text_string_to_metric_families(d.get("/metrics").text)
+               for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def started_jobs(w):
