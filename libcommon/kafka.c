@@ -583,6 +583,7 @@ struct cb_kafka_consumer {
     pthread_t poll_thread;
     pthread_t *workers;
     size_t nworkers;
+    size_t prefetch;
     bool started, paused;
     atomic_bool stopping;
     atomic_bool closed;
@@ -1072,7 +1073,7 @@ static void *poll_main(void *arg)
         bool busy;
 
         pthread_mutex_lock(&c->lock);
-        busy = c->running + c->ring_count >= c->nworkers;
+        busy = c->running + c->ring_count >= c->nworkers + c->prefetch;
         pthread_mutex_unlock(&c->lock);
         set_paused(c, busy);
 
@@ -1112,11 +1113,12 @@ int cb_kafka_consumer_new(const cb_kafka_config_t *cfg, const cb_kafka_consumer_
     c->cfg = *cfg;
     c->opts = *opts;
     c->nworkers = (size_t) (opts->workers > 0 ? opts->workers : 1);
+    c->prefetch = (size_t) (opts->prefetch > 0 ? opts->prefetch : 0);
     snprintf(c->group, sizeof(c->group), "%s", opts->group);
     for (i = 0; opts->topics[i]; i++)
         c->ntopics++;
     c->topics = calloc(c->ntopics, sizeof(char *));
-    c->ring_cap = c->nworkers * 2 + 64;
+    c->ring_cap = c->nworkers * 2 + 64 + c->prefetch;
     c->ring = calloc(c->ring_cap, sizeof(work_t));
     c->workers = calloc(c->nworkers, sizeof(pthread_t));
     if (!c->topics || !c->ring || !c->workers) {

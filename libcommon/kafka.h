@@ -135,6 +135,9 @@ typedef struct cb_kafka_consumer_opts {
     cb_kafka_handler_fn handler;
     void *arg;
     int workers;              /* handler threads = most messages in flight; >= 1 */
+    int prefetch;             /* messages fetched ahead of the workers; 0: fetching pauses
+                               * while every worker is busy, so others in the group see the
+                               * lag (long jobs); short handlers want a few hundred */
     cb_kafka_producer_t *dlq; /* producer for dead letters (borrowed, required) */
 } cb_kafka_consumer_opts_t;
 

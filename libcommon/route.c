@@ -65,6 +65,36 @@ static size_t next_segment(const char *s, size_t *pos, const char **seg)
     return end - start;
 }
 
+/* The rest of a path ("/a/b.m4s") decoded into out ("a/b.m4s"): no empty, "." or ".." segment. */
+static bool rest_of(const char *path, char (*out)[CB_ROUTE_VALUE_MAX])
+{
+    const char *seg;
+    size_t pos = 0, len, at = 0;
+    int n;
+
+    while (path[pos] != '\0') {
+        len = next_segment(path, &pos, &seg);
+        if (len == 0 && path[pos] == '\0' && at > 0)
+            return false; /* a trailing '/' */
+        n = len ? cb_route_pct_decode(seg, len, *out + at + (at ? 1 : 0),
+                                      sizeof(*out) - at - (at ? 1 : 0), false)
+                : -1;
+        if (n <= 0)
+            return false;
+        if (at)
+            (*out)[at++] = '/';
+        for (size_t i = 0; i < (size_t) n; i++) {
+            unsigned char c = (unsigned char) (*out)[at + i];
+            if (c < 0x20 || c == 0x7f || c == '/')
+                return false;
+        }
+        if ((n == 1 && (*out)[at] == '.') || (n == 2 && memcmp(*out + at, "..", 2) == 0))
+            return false;
+        at += (size_t) n;
+    }
+    return at > 0;
+}
+
 bool cb_route_match(const char *pattern, const char *path, cb_route_params_t *params)
 {
     size_t pp = 0, sp = 0;
@@ -84,6 +114,15 @@ bool cb_route_match(const char *pattern, const char *path, cb_route_params_t *pa
             break;
         }
         plen = next_segment(pattern, &pp, &pseg);
+        if (plen >= 6 && pseg[0] == '{' && memcmp(pseg + plen - 4, "...}", 4) == 0) {
+            if (pattern[pp] != '\0' || tmp.n >= CB_ROUTE_MAX_PARAMS ||
+                plen - 5 >= sizeof(tmp.p[0].name) || !rest_of(path + sp, &tmp.p[tmp.n].value))
+                return false;
+            memcpy(tmp.p[tmp.n].name, pseg + 1, plen - 5);
+            tmp.p[tmp.n].name[plen - 5] = '\0';
+            tmp.n++;
+            break;
+        }
         slen = next_segment(path, &sp, &sseg);
         if (plen >= 2 && pseg[0] == '{' && pseg[plen - 1] == '}') {
             int n;

@@ -26,7 +26,12 @@ typedef struct cb_route_params {
     } p[CB_ROUTE_MAX_PARAMS];
 } cb_route_params_t;
 
-/* Does `path` (without query) match `pattern`? Fills params when it does. */
+/*
+ * Does `path` (without query) match `pattern`? Fills params when it does.
+ * "{name}" captures one segment; "{name...}", last in a pattern, captures
+ * the rest of the path, one or more segments joined by '/', none of them
+ * empty, "." or "..".
+ */
 bool cb_route_match(const char *pattern, const char *path, cb_route_params_t *params);
 
 /* The value captured as `name`, or NULL. */

@@ -115,6 +115,8 @@ const cb_jsonv_field_t cb_proto_rendition_fields[] = {
     { .name = "width", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_rendition_t, width), .min = 0LL, .max = 16384LL },
     { .name = "height", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_rendition_t, height), .min = 0LL, .max = 16384LL },
     { .name = "fps", .type = CB_JSONV_DOUBLE, .flags = 0, .offset = offsetof(cb_proto_rendition_t, fps), .min = 0LL, .max = 1000LL },
+    { .name = "sample_rate", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_rendition_t, sample_rate), .min = 0LL, .max = 384000LL },
+    { .name = "channels", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_rendition_t, channels), .min = 0LL, .max = 64LL },
     { .name = "bandwidth_bps", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_rendition_t, bandwidth_bps), .min = 0LL, .max = INT64_MAX },
     { .name = "target_bitrate_bps", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_rendition_t, target_bitrate_bps), .min = 0LL, .max = INT64_MAX },
     { .name = "init_path", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_rendition_t, init_path), .min = 1LL, .max = 512LL },
@@ -245,6 +247,7 @@ const cb_jsonv_field_t cb_proto_transcode_done_fields[] = {
     { .name = "renditions", .type = CB_JSONV_ARRAY, .flags = 0, .offset = offsetof(cb_proto_transcode_done_t, renditions), .min = 0LL, .max = 16LL, .elem_type = CB_JSONV_OBJECT, .elem_size = sizeof(cb_proto_rendition_t), .count_offset = offsetof(cb_proto_transcode_done_t, renditions_count), .fields = cb_proto_rendition_fields },
     { .name = "worker", .type = CB_JSONV_STRING, .flags = 0, .offset = offsetof(cb_proto_transcode_done_t, worker), .min = 0LL, .max = 128LL },
     { .name = "finished_at_ms", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_transcode_done_t, finished_at_ms), .min = 0LL, .max = INT64_MAX },
+    { .name = "ingest_wallclock_ms", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_transcode_done_t, ingest_wallclock_ms), .min = 0LL, .max = INT64_MAX },
     { .name = NULL },
 };
 
@@ -261,6 +264,7 @@ const cb_jsonv_field_t cb_proto_transcode_job_fields[] = {
     { .name = "priority", .type = CB_JSONV_ENUM, .flags = 0, .offset = offsetof(cb_proto_transcode_job_t, priority), .enum_values = cb_proto_transcode_job_priority_names },
     { .name = "packaging", .type = CB_JSONV_OBJECT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_transcode_job_t, packaging), .fields = cb_proto_packaging_fields },
     { .name = "created_at_ms", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_transcode_job_t, created_at_ms), .min = 0LL, .max = INT64_MAX },
+    { .name = "ingest_wallclock_ms", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_transcode_job_t, ingest_wallclock_ms), .min = 0LL, .max = INT64_MAX },
     { .name = NULL },
 };
 

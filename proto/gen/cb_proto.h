@@ -130,6 +130,8 @@ typedef struct cb_proto_rendition {
     int64_t width;
     int64_t height;
     double fps;
+    int64_t sample_rate;
+    int64_t channels;
     int64_t bandwidth_bps;
     int64_t target_bitrate_bps;
     char *init_path;
@@ -265,6 +267,7 @@ typedef struct cb_proto_transcode_done {
     size_t renditions_count;
     char *worker;
     int64_t finished_at_ms;
+    int64_t ingest_wallclock_ms;
 } cb_proto_transcode_done_t;
 
 /* Transcode one GOP-aligned source segment into the rungs of a ladder profile. */
@@ -281,6 +284,7 @@ typedef struct cb_proto_transcode_job {
     int priority; /* cb_proto_..._PRIORITY_* */
     cb_proto_packaging_t packaging;
     int64_t created_at_ms;
+    int64_t ingest_wallclock_ms;
 } cb_proto_transcode_job_t;
 
 /* ---- field tables and codecs ---- */

@@ -726,6 +726,10 @@ static char *build_job(const wjob_t *j, const char *path, size_t *len)
         .created_at_ms = cb_clock_wall_ms(),
     };
 
+    /* the segment was cut when the next keyframe arrived: its first frame
+     * came one duration before that (a live publisher sends in real time) */
+    m.ingest_wallclock_ms = CB_MAX(0, m.created_at_ms - (cb_clock_mono_us() - seg->cut_us) / 1000 -
+                                          seg->duration_90k / 90);
     snprintf(job_id, sizeof(job_id), "%s:%lld", j->info.id, (long long) seg->seq);
     return cb_proto_transcode_job_encode(&m, len);
 }

@@ -1,19 +1,23 @@
 /*
- * castbus-packager: hLS and DASH (live, DVR, VOD) from CMAF renditions, and
+ * castbus-packager: HLS and DASH (live, DVR, VOD) from CMAF renditions, and
  * the HTTP origin players fetch from.
  *
- * This daemon is turns media.transcode.done into playlists and manifests in
- * storage and serves /live and /vod to players and CDN edges.
- *
- * main.c wires configuration, dependencies and routes; the daemon's job will
- * live beside it in packager_*.c: packaging and the origin arrive with issue
- * #5.
+ * This daemon turns media.transcode.done into playlists and manifests in
+ * storage (packager_streams.c, with the timeline in packager_timeline.c and
+ * the manifests in packager_render.c, packager_hls.c and packager_dash.c)
+ * and serves /live and /vod to players and CDN edges (packager_origin.c).
  */
 #include "daemon.h"
 #include "deps.h"
+#include "log.h"
+#include "packager_origin.h"
+#include "packager_streams.h"
 
 typedef struct packager_app {
     cb_deps_t deps;
+    pk_config_t cfg;
+    pk_origin_config_t origin_cfg;
+    pk_origin_t *origin;
 } packager_app_t;
 
 static packager_app_t app = {
@@ -25,15 +29,58 @@ static packager_app_t app = {
 static int add_config(cb_daemon_t *d, void *arg)
 {
     packager_app_t *a = arg;
+    int rc = cb_deps_add_config(&a->deps, d);
 
-    return cb_deps_add_config(&a->deps, d);
+    if (rc == 0)
+        rc = cb_config_add(cb_daemon_config(d), "packager", pk_config_keys, &a->cfg);
+    if (rc == 0)
+        rc = cb_config_add(cb_daemon_config(d), "origin", pk_origin_config_keys, &a->origin_cfg);
+    return rc;
 }
+
+static void origin_free(void *obj)
+{
+    pk_origin_free(obj);
+}
+
+static const cb_component_ops_t origin_component = {
+    .name = "origin",
+    .free = origin_free,
+};
 
 static int setup(cb_daemon_t *d, void *arg)
 {
     packager_app_t *a = arg;
+    pk_streams_t *streams;
+    char err[512];
+    int rc;
 
-    return cb_deps_connect(&a->deps, d);
+    rc = cb_deps_connect(&a->deps, d);
+    if (rc)
+        return rc;
+    rc = pk_streams_new(&a->cfg, &a->deps.kafka_cfg, a->deps.producer, a->deps.storage,
+                        cb_daemon_metrics(d), cb_http_port(cb_daemon_http(d)), &streams, err,
+                        sizeof(err));
+    if (rc) {
+        cb_log_error("%s", err);
+        return rc;
+    }
+    /* attached after the producer and storage, so drained before them */
+    rc = cb_daemon_attach(d, &pk_streams_component, streams);
+    if (rc) {
+        pk_streams_component.free(streams);
+        return rc;
+    }
+    rc = pk_origin_new(&a->origin_cfg, a->deps.storage, streams, cb_daemon_metrics(d), &a->origin);
+    if (rc == 0)
+        rc = cb_daemon_attach(d, &origin_component, a->origin);
+    if (rc == 0)
+        rc = pk_origin_add_routes(a->origin, d);
+    if (rc == 0)
+        rc = pk_streams_add_routes(streams, d);
+    if (rc)
+        return rc;
+    return pk_streams_start(streams);
 }
 
 int main(int argc, char **argv)

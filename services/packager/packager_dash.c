@@ -126,7 +126,7 @@ static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_set_t *se
         /* VOD starts at 0; live keeps the stream's clock (availabilityStartTime is its 0) */
         pk_put(w,
                "        <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"%lld\" "
-               "initialization=\"%s\" media=\"%s/$Time%%013d$.m4s\">\n",
+               "initialization=\"%s\" media=\"%s/$Time$.m4s\">\n",
                (long long) (!m->dynamic && set->nsegs ? set->segs[0].start_90k : 0), r->init_uri,
                r->id);
         put_timeline(w, set);

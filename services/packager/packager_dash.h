@@ -4,9 +4,9 @@
  * a static one for VOD.
  *
  * One Period; one AdaptationSet for the video rungs and one for the audio.
- * Each Representation has a SegmentTemplate whose media pattern is the
- * worker's file naming, "<rendition>/$Time%013d$.m4s" on a 90 kHz
- * timescale, and a SegmentTimeline (S@t, S@d, S@r run-length coded) shared
+ * Each Representation has a SegmentTemplate whose media pattern is
+ * "<rendition>/$Time$.m4s" on a 90 kHz timescale (the origin finds the
+ * worker's file, named with 13 digits, from it), and a SegmentTimeline (S@t, S@d, S@r run-length coded) shared
  * by the rungs of a set, since every rung is cut at the same times. A
  * failed segment is left out of the timeline: the jump in S@t is a gap
  * players skip.

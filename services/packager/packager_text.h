@@ -6,6 +6,7 @@
 #ifndef PACKAGER_TEXT_H
 #define PACKAGER_TEXT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -21,5 +22,11 @@ void pk_put(pk_text_t *w, const char *fmt, ...) CB_PRINTF(2, 3);
 
 /* "2026-11-22T02:10:00.000Z" for ms since the epoch; out has room for 32. */
 void pk_iso8601(int64_t ms, char out[32]);
+
+/*
+ * A stream, asset or rendition name usable as one path segment of storage
+ * keys and URLs: 1..64 of [A-Za-z0-9._-], not starting with '.'.
+ */
+bool pk_name_ok(const char *s);
 
 #endif /* PACKAGER_TEXT_H */

@@ -275,6 +275,7 @@ static char *build_done(const job_ctx_t *x, bool ok, const char *error, size_t *
         .renditions = rends,
         .worker = (char *) x->j->worker,
         .finished_at_ms = cb_clock_wall_ms(),
+        .ingest_wallclock_ms = x->job.ingest_wallclock_ms,
     };
     size_t i, k;
 
@@ -300,6 +301,8 @@ static char *build_done(const job_ctx_t *x, bool ok, const char *error, size_t *
             .width = r->video ? r->width : 0,
             .height = r->video ? r->height : 0,
             .fps = r->video ? r->fps : 0,
+            .sample_rate = r->video ? 0 : r->track.sample_rate,
+            .channels = r->video ? 0 : r->track.channels,
             .bandwidth_bps = secs > 0 ? (int64_t) ((double) r->bytes * 8 / secs) : 0,
             .target_bitrate_bps = r->target_bitrate_bps,
             .init_path = (char *) or->init_key,

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("CASTBUS_BUILD", ROOT / "build"))
@@ -56,7 +56,7 @@ API_KEYS = f"admin:{ADMIN_KEY},editor:{EDITOR_KEY},viewer:{VIEWER_KEY}"
 DAEMONS = {
     "ingest": {"kafka", "postgres", "storage"},
     "transcode-worker": {"kafka", "kafka-consumer", "storage"},
-    "packager": {"kafka", "storage"},
+    "packager": {"kafka", "kafka-consumer", "storage"},
     "purge-fanout": {"kafka", "nats", "redis"},
     "drm-license": {"nats", "postgres"},
     "entitlement": {"nats", "postgres", "redis"},
@@ -519,6 +519,31 @@ def probes(stack):
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+def commit_group_to_end(stack, group, topics, timeout=60):
+    """Commit `group` to the end of every partition of `topics`, so a daemon
+    of that group started next skips what earlier tests left there. Waits
+    out fresh topics without leaders yet, and a group that still has a
+    member (a daemon killed by the previous test, until its session ends)."""
+    c = Consumer({"bootstrap.servers": stack.brokers, "group.id": group,
+                  "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                md = c.list_topics(timeout=30)
+                ends = [TopicPartition(t, p, c.get_watermark_offsets(TopicPartition(t, p),
+                                                                     timeout=30)[1])
+                        for t in topics for p in md.topics[t].partitions]
+                c.commit(offsets=ends, asynchronous=False)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        c.close()
 
 
 class TopicReader:

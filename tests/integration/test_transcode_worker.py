@@ -13,10 +13,10 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, TopicReader, unique, wait_until
+from conftest import commit_group_to_end, ROOT, TopicReader, unique, wait_until
 
 PROFILE = "preview"  # 360p and 240p (ultrafast) and AAC: cheap on a shared machine
 SEG_S = 4            # source segments are 4 s: two 2 s output segments each
@@ -81,26 +81,7 @@ def no_backlog(stack):
     missing, correctly but slowly, before reaching this test's jobs. The
     commit is accepted once the group has no members, so a worker killed by
     the previous test is waited out (its session expires)."""
-    c = Consumer({"bootstrap.servers": stack.brokers, "group.id": "transcode-worker",
-                  "enable.auto.commit": False})
-    try:
-        md = c.list_topics(timeout=30)
-        ends = []
-        for topic in (JOBS, HIGH):
-            for p in md.topics[topic].partitions:
-                _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-                ends.append(TopicPartition(topic, p, high))
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                c.commit(offsets=ends, asynchronous=False)
-                break
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-    finally:
-        c.close()
+    commit_group_to_end(stack, "transcode-worker", (JOBS, HIGH))
 
 
 class Bus:

@@ -76,7 +76,7 @@ static void timeline(pk_hls_segment_t *segs, char (*uris)[64], size_t n, int64_t
 
     for (i = 0; i < n; i++) {
         int64_t start = start_90k + (int64_t) i * SEG;
-        snprintf(uris[i], sizeof(uris[i]), "720p/%013lld.m4s", (long long) start);
+        snprintf(uris[i], sizeof(uris[i]), "720p/%lld.m4s", (long long) start);
         segs[i] = (pk_hls_segment_t){
             .duration_90k = SEG,
             .uri = uris[i],

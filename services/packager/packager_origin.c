@@ -1,0 +1,391 @@
+/*
+ * packager_origin.c - the HTTP origin; see packager_origin.h.
+ */
+#include "packager_origin.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "clock.h"
+#include "defs.h"
+#include "log.h"
+#include "packager_text.h"
+#include "route.h"
+
+#define MAX_OBJECT  (256u << 20) /* largest file served */
+#define ASSET_CACHE 1024         /* asset -> source prefixes remembered */
+
+const cb_config_key_t pk_origin_config_keys[] = {
+    { .name = "live_max_age",
+      .type = CB_CONFIG_DURATION,
+      .def = "1s",
+      .min = 0,
+      .max = 60000,
+      .offset = offsetof(pk_origin_config_t, live_max_age_ms),
+      .help = "Cache-Control max-age of live manifests (rounded down to seconds; keep it under "
+              "the segment duration)." },
+    { .name = "vod_max_age",
+      .type = CB_CONFIG_DURATION,
+      .def = "5m",
+      .min = 0,
+      .max = 86400000,
+      .offset = offsetof(pk_origin_config_t, vod_max_age_ms),
+      .help = "Cache-Control max-age of VOD manifests (they are purged when republished)." },
+    { .name = "segment_max_age",
+      .type = CB_CONFIG_DURATION,
+      .def = "8760h",
+      .min = 0,
+      .max = 31536000000LL,
+      .offset = offsetof(pk_origin_config_t, segment_max_age_ms),
+      .help = "Cache-Control max-age of init and media segments (immutable: a name is never "
+              "reused for other bytes)." },
+    { .name = "cors_origins",
+      .type = CB_CONFIG_STRING,
+      .def = "*",
+      .offset = offsetof(pk_origin_config_t, cors_origins),
+      .help = "Access-Control-Allow-Origin sent to browser players: * or one origin." },
+    { .name = NULL },
+};
+
+typedef struct asset_src {
+    char asset[65];
+    char source[96];
+} asset_src_t;
+
+struct pk_origin {
+    pk_origin_config_t cfg;
+    cb_storage_t *storage;
+    pk_streams_t *streams;
+    pthread_mutex_t lock;
+    asset_src_t cache[ASSET_CACHE];
+    size_t ncache, next;
+    cb_metric_t *m_served, *m_bytes;
+};
+
+typedef enum what { MANIFEST, INIT, SEGMENT } what_t;
+
+static const char *ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    return n > k && strcmp(s + n - k, suffix) == 0 ? s + n - k : NULL;
+}
+
+/*
+ * Split "<name>/<file>" or "<name>/<rendition>/<file>" and check it is a
+ * file players may have. Fills name, the path below it and what it is.
+ */
+static bool parse_path(const char *path, char *name, char *rest, char *rendition, what_t *what)
+{
+    char buf[CB_ROUTE_VALUE_MAX], *parts[4];
+    size_t n = 0;
+    char *save = NULL, *tok;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (n == 3)
+            return false;
+        parts[n++] = tok;
+    }
+    if (n < 2 || !pk_name_ok(parts[0]))
+        return false;
+    snprintf(name, 65, "%s", parts[0]);
+    rendition[0] = '\0';
+    if (n == 2) {
+        const char *dot = ends_with(parts[1], ".m3u8");
+        if (!(strcmp(parts[1], "manifest.mpd") == 0 || (dot && dot > parts[1])))
+            return false;
+        snprintf(rest, 80, "%s", parts[1]);
+        *what = MANIFEST;
+        return pk_name_ok(parts[1]);
+    }
+    if (!pk_name_ok(parts[1]) || !pk_name_ok(parts[2]) || strcmp(parts[1], "done") == 0 ||
+        strcmp(parts[1], "packager") == 0 || strcmp(parts[1], "src") == 0)
+        return false;
+    if (ends_with(parts[2], ".m4s")) {
+        size_t digits = strspn(parts[2], "0123456789");
+        *what = SEGMENT;
+        if (parts[2][digits] == '.' && digits > 0 && digits < 13) {
+            /* players ask for "<start>.m4s"; the worker wrote it with 13 digits */
+            snprintf(rendition, 65, "%s", parts[1]);
+            snprintf(rest, 160, "%s/%0*d%s", parts[1], (int) (13 - digits), 0, parts[2]);
+            return true;
+        }
+    } else if (strncmp(parts[2], "init", 4) == 0 && ends_with(parts[2], ".mp4"))
+        *what = INIT;
+    else
+        return false;
+    snprintf(rendition, 65, "%s", parts[1]);
+    snprintf(rest, 160, "%s/%s", parts[1], parts[2]);
+    return true;
+}
+
+static int asset_source(pk_origin_t *o, const char *asset, char *out, size_t outlen)
+{
+    size_t i;
+    int rc;
+
+    pthread_mutex_lock(&o->lock);
+    for (i = 0; i < o->ncache; i++) {
+        if (strcmp(o->cache[i].asset, asset) == 0) {
+            snprintf(out, outlen, "%s", o->cache[i].source);
+            pthread_mutex_unlock(&o->lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    rc = pk_streams_asset_source(o->streams, asset, out, outlen);
+    if (rc == 0) {
+        pthread_mutex_lock(&o->lock);
+        i = o->ncache < ASSET_CACHE ? o->ncache++ : o->next++ % ASSET_CACHE;
+        snprintf(o->cache[i].asset, sizeof(o->cache[i].asset), "%s", asset);
+        snprintf(o->cache[i].source, sizeof(o->cache[i].source), "%s", out);
+        pthread_mutex_unlock(&o->lock);
+    }
+    return rc;
+}
+
+static void http_date(int64_t ms, char out[40])
+{
+    time_t t = (time_t) (ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static void cors(pk_origin_t *o, cb_http_req_t *req)
+{
+    cb_http_add_header(req, "access-control-allow-origin", o->cfg.cors_origins);
+    cb_http_add_header(req, "access-control-expose-headers",
+                       "Content-Length, Content-Range, ETag, Last-Modified, Age, Date");
+    if (strcmp(o->cfg.cors_origins, "*") != 0)
+        cb_http_add_header(req, "vary", "Origin");
+}
+
+/*
+ * A single "bytes=a-b", "bytes=a-" or "bytes=-n" range within size.
+ * 1: a range (from, to inclusive), 0: no usable range header (serve it
+ * all), -1: unsatisfiable.
+ */
+static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *to)
+{
+    unsigned long long a, b;
+    char tail;
+
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 0;
+    h += 6;
+    if (h[0] == '-') {
+        if (sscanf(h + 1, "%llu%c", &a, &tail) != 1 || a == 0)
+            return a == 0 ? -1 : 0;
+        *from = a >= size ? 0 : size - a;
+        *to = size ? size - 1 : 0;
+        return size ? 1 : -1;
+    }
+    if (sscanf(h, "%llu-%c", &a, &tail) == 1) {
+        b = size ? size - 1 : 0; /* "a-": to the end */
+    } else if (sscanf(h, "%llu-%llu%c", &a, &b, &tail) != 2 || b < a) {
+        return 0;
+    }
+    if (a >= size)
+        return -1;
+    *from = a;
+    *to = b >= size ? size - 1 : b;
+    return 1;
+}
+
+static int serve(cb_http_req_t *req, void *arg, bool vod)
+{
+    pk_origin_t *o = arg;
+    const char *path = cb_http_req_param(req, "path");
+    char name[65], rest[160], rendition[65], key[CB_STORAGE_KEY_MAX], src[96];
+    char etag[64], lastmod[40], cache[64], tags[256], range[96];
+    const char *inm, *ims;
+    cb_storage_stat_t st;
+    uint64_t from = 0, to = 0;
+    what_t what;
+    cb_buf_t b;
+    int rc, r;
+
+    cors(o, req);
+    if (!path || !parse_path(path, name, rest, rendition, &what))
+        return cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
+                                   cb_http_req_path(req));
+    if (!vod || what == MANIFEST) {
+        snprintf(key, sizeof(key), "%s/%s/%s", vod ? "vod" : "live", name, rest);
+    } else {
+        rc = asset_source(o, name, src, sizeof(src));
+        if (rc == -ENOENT) {
+            /* an upload still being packaged: its files are its own */
+            snprintf(src, sizeof(src), "vod/%s", name);
+            rc = 0;
+        }
+        if (rc)
+            return cb_http_reply_error(req, rc == -ENOENT ? 404 : 503,
+                                       rc == -ENOENT ? "not_found" : "unavailable", NULL,
+                                       "no such file: %s", cb_http_req_path(req));
+        snprintf(key, sizeof(key), "%s/%s", src, rest);
+    }
+    rc = cb_storage_stat(o->storage, key, &st);
+    if (rc == 0 && st.size > MAX_OBJECT)
+        rc = -EFBIG;
+    if (rc) {
+        cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "404" }, 1);
+        return rc == -ENOENT ? cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
+                                                   cb_http_req_path(req))
+                             : cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s",
+                                                   strerror(-rc));
+    }
+    snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", st.size, (uint64_t) st.mtime_ms);
+    http_date(st.mtime_ms, lastmod);
+    if (what != MANIFEST)
+        snprintf(cache, sizeof(cache), "public, max-age=%lld, immutable",
+                 (long long) o->cfg.segment_max_age_ms / 1000);
+    else
+        snprintf(cache, sizeof(cache), "public, max-age=%lld",
+                 (long long) (vod ? o->cfg.vod_max_age_ms : o->cfg.live_max_age_ms) / 1000);
+    if (rendition[0])
+        snprintf(tags, sizeof(tags), "%s/%s %s/%s/%s", vod ? "vod" : "live", name,
+                 vod ? "vod" : "live", name, rendition);
+    else
+        snprintf(tags, sizeof(tags), "%s/%s %s/%s/manifests", vod ? "vod" : "live", name,
+                 vod ? "vod" : "live", name);
+    cb_http_add_header(req, "cache-control", cache);
+    cb_http_add_header(req, "etag", etag);
+    cb_http_add_header(req, "last-modified", lastmod);
+    cb_http_add_header(req, "accept-ranges", "bytes");
+    cb_http_add_header(req, "surrogate-key", tags);
+    cb_http_add_header(req, "xkey", tags);
+    inm = cb_http_req_header(req, "if-none-match");
+    ims = cb_http_req_header(req, "if-modified-since");
+    if ((inm && (strcmp(inm, etag) == 0 || strcmp(inm, "*") == 0)) ||
+        (!inm && ims && strcmp(ims, lastmod) == 0)) {
+        cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "304" }, 1);
+        return cb_http_reply(req, 304, NULL, NULL, 0);
+    }
+    cb_buf_init(&b, MAX_OBJECT);
+    rc = cb_storage_get(o->storage, key, &b);
+    if (rc) {
+        cb_buf_release(&b);
+        return cb_http_reply_error(req, rc == -ENOENT ? 404 : 503,
+                                   rc == -ENOENT ? "not_found" : "unavailable", NULL,
+                                   "no such file: %s", cb_http_req_path(req));
+    }
+    r = parse_range(cb_http_req_header(req, "range"), b.len, &from, &to);
+    if (r != 0 && cb_http_req_header(req, "if-range") &&
+        strcmp(cb_http_req_header(req, "if-range"), etag) != 0)
+        r = 0; /* changed since: the whole new file */
+    {
+        const char *ct = what == MANIFEST
+                             ? (ends_with(rest, ".mpd") ? "application/dash+xml"
+                                                        : "application/vnd.apple.mpegurl")
+                         : what == INIT ? "video/mp4"
+                                        : "video/iso.segment";
+        if (r < 0) {
+            snprintf(range, sizeof(range), "bytes */%zu", b.len);
+            cb_http_add_header(req, "content-range", range);
+            rc = cb_http_reply_error(req, 416, "range_not_satisfiable", "range",
+                                     "range: outside the %zu bytes of the file", b.len);
+        } else if (r > 0) {
+            snprintf(range, sizeof(range), "bytes %" PRIu64 "-%" PRIu64 "/%zu", from, to, b.len);
+            cb_http_add_header(req, "content-range", range);
+            rc = cb_http_reply(req, 206, ct, b.data + from, (size_t) (to - from + 1));
+            cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" },
+                          (double) (to - from + 1));
+        } else {
+            rc = cb_http_reply(req, 200, ct, b.data, b.len);
+            cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) b.len);
+        }
+        cb_metric_add(o->m_served,
+                      (const char *[]){ vod ? "vod" : "live", r < 0   ? "416"
+                                                              : r > 0 ? "206"
+                                                                      : "200" },
+                      1);
+    }
+    cb_buf_release(&b);
+    return rc;
+}
+
+static int serve_live(cb_http_req_t *req, void *arg)
+{
+    return serve(req, arg, false);
+}
+
+static int serve_vod(cb_http_req_t *req, void *arg)
+{
+    return serve(req, arg, true);
+}
+
+/* CORS preflight: players send Range, so browsers ask first. */
+static int preflight(cb_http_req_t *req, void *arg)
+{
+    pk_origin_t *o = arg;
+
+    cors(o, req);
+    cb_http_add_header(req, "access-control-allow-methods", "GET, HEAD, OPTIONS");
+    cb_http_add_header(req, "access-control-allow-headers",
+                       "Range, If-None-Match, "
+                       "If-Modified-Since");
+    cb_http_add_header(req, "access-control-max-age", "86400");
+    return cb_http_reply(req, 204, NULL, NULL, 0);
+}
+
+/* DASH UTCTiming (urn:mpeg:dash:utc:http-iso:2014). */
+static int get_time(cb_http_req_t *req, void *arg)
+{
+    pk_origin_t *o = arg;
+    char now[32];
+
+    cors(o, req);
+    pk_iso8601(cb_clock_wall_ms(), now);
+    cb_http_add_header(req, "cache-control", "no-store");
+    return cb_http_reply(req, 200, "text/plain", now, strlen(now));
+}
+
+int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_streams_t *streams,
+                  cb_metrics_t *metrics, pk_origin_t **out)
+{
+    pk_origin_t *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return -ENOMEM;
+    o->cfg = *cfg;
+    o->storage = storage;
+    o->streams = streams;
+    pthread_mutex_init(&o->lock, NULL);
+    o->m_served = cb_metrics_counter(metrics, "castbus_origin_responses_total",
+                                     "Origin responses by tree (live, vod) and status.",
+                                     (const char *[]){ "tree", "status", NULL });
+    o->m_bytes = cb_metrics_counter(metrics, "castbus_origin_bytes_total",
+                                    "Body bytes the origin sent, by tree.",
+                                    (const char *[]){ "tree", NULL });
+    *out = o;
+    return 0;
+}
+
+void pk_origin_free(pk_origin_t *o)
+{
+    if (!o)
+        return;
+    pthread_mutex_destroy(&o->lock);
+    free(o);
+}
+
+int pk_origin_add_routes(pk_origin_t *o, cb_daemon_t *d)
+{
+    const cb_http_route_t routes[] = {
+        { "GET", "/live/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_live, o },
+        { "GET", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_vod, o },
+        { "OPTIONS", "/live/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, preflight, o },
+        { "OPTIONS", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, preflight, o },
+        { "GET", "/time", CB_ROLE_NONE, CB_HTTP_QUIET, get_time, o },
+    };
+
+    return cb_daemon_add_routes(d, routes, CB_ARRAY_LEN(routes));
+}

@@ -1,0 +1,43 @@
+/*
+ * packager_origin.h - the HTTP origin: /live/<stream>/... and
+ * /vod/<asset>/... from storage, for players and CDN edges.
+ *
+ * Only what players need is served: the manifests (master.m3u8,
+ * <rendition>.m3u8, manifest.mpd) and, under a rendition's directory, its
+ * init and media segments; the manifests name a segment "<start>.m4s"
+ * and the worker's file is "<start in 13 digits>.m4s". Everything else (done records, the packager's
+ * state, ingest's source segments) is 404.
+ *
+ * Every answer has the headers an edge needs to cache it right: a
+ * Content-Type, Cache-Control (a second for live manifests, a year and
+ * immutable for segments), ETag and Last-Modified with conditional GETs
+ * (304), byte ranges (206/416), CORS for browser players, and
+ * Surrogate-Key/xkey tags ("live/<stream>", "live/<stream>/<rendition>",
+ * "vod/<asset>", ...) that purges name. GET /time gives the wall clock for
+ * DASH UTCTiming.
+ */
+#ifndef PACKAGER_ORIGIN_H
+#define PACKAGER_ORIGIN_H
+
+#include "daemon.h"
+#include "packager_streams.h"
+#include "storage.h"
+
+typedef struct pk_origin_config {
+    int64_t live_max_age_ms;    /* Cache-Control of live manifests */
+    int64_t vod_max_age_ms;     /* Cache-Control of VOD manifests */
+    int64_t segment_max_age_ms; /* Cache-Control of segments */
+    char *cors_origins;         /* Access-Control-Allow-Origin: "*" or one origin */
+} pk_origin_config_t;
+
+extern const cb_config_key_t pk_origin_config_keys[];
+
+typedef struct pk_origin pk_origin_t;
+
+int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_streams_t *streams,
+                  cb_metrics_t *metrics, pk_origin_t **out);
+void pk_origin_free(pk_origin_t *o);
+
+int pk_origin_add_routes(pk_origin_t *o, cb_daemon_t *d);
+
+#endif /* PACKAGER_ORIGIN_H */

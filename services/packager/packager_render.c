@@ -1,0 +1,251 @@
+/*
+ * packager_render.c - a timeline's manifests; see packager_render.h.
+ */
+#include "packager_render.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "defs.h"
+#include "packager_dash.h"
+#include "packager_hls.h"
+
+#define URI_MAX 112 /* "<rendition 32>/<init name>" with room */
+
+typedef char uri_t[URI_MAX];
+
+static const char *base_name(const char *key)
+{
+    const char *s = key ? strrchr(key, '/') : NULL;
+
+    return s ? s + 1 : key;
+}
+
+void pk_render_bitrates(const pk_rendition_t *r, int64_t *peak, int64_t *average)
+{
+    *average = r->dur_90k > 0 ? r->bytes * 8 * 90000 / r->dur_90k : 0;
+    /* a rung is announced for what it may need: its peak, not under its target */
+    *peak = CB_MAX(r->peak_bps, CB_MAX(*average, r->target_bps));
+}
+
+/* The piece of rendition ri in entry e, or NULL. */
+static const pk_piece_t *piece(const pk_entry_t *e, size_t ri)
+{
+    return e->pieces && ri < e->npieces && e->pieces[ri].dur_90k > 0 ? &e->pieces[ri] : NULL;
+}
+
+static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
+                          const pk_render_opts_t *o, cb_buf_t *out)
+{
+    const pk_rendition_t *r = &tl->rend[ri];
+    size_t n = tl->n - from, i;
+    pk_hls_segment_t *segs = calloc(n ? n : 1, sizeof(*segs));
+    uri_t *uris = calloc(n ? n : 1, sizeof(*uris) * 2);
+    int rc;
+
+    if (!segs || !uris) {
+        free(segs);
+        free(uris);
+        return -ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        const pk_entry_t *e = pk_tl_entry(tl, from + i);
+        const pk_piece_t *p = e->gap ? NULL : piece(e, ri);
+        char *uri = uris[2 * i], *map = uris[2 * i + 1];
+
+        snprintf(uri, URI_MAX, "%s/%lld.m4s", r->name,
+                 (long long) (p ? p->start_90k : e->start_90k));
+        segs[i] = (pk_hls_segment_t){
+            .duration_90k = p ? p->dur_90k : e->dur_90k,
+            .uri = uri,
+            .pdt_ms = e->pdt_ms,
+            .discontinuity = e->disc,
+            .gap = p == NULL,
+        };
+        if (p) {
+            snprintf(map, URI_MAX, "%s/%s", r->name, base_name(pk_tl_init(tl, p)));
+            segs[i].map_uri = map;
+        }
+    }
+    rc = pk_hls_write_media(
+        &(pk_hls_media_t){
+            .media_sequence = n ? pk_tl_entry(tl, from)->msn : tl->next_msn,
+            .discontinuity_sequence = pk_tl_disc_seq_at(tl, from),
+            .min_target_s = (int) (tl->target_90k / 90000),
+            .vod = o->vod,
+            .ended = tl->ended,
+            .segs = segs,
+            .n = n,
+        },
+        out);
+    free(segs);
+    free(uris);
+    return rc;
+}
+
+static int master_playlist(const pk_timeline_t *tl, cb_buf_t *out)
+{
+    pk_hls_variant_t v[PK_MAX_RENDITIONS];
+    uri_t uris[PK_MAX_RENDITIONS];
+    pk_hls_master_t m = { .variants = v };
+    size_t i;
+
+    for (i = 0; i < tl->nrend; i++) {
+        const pk_rendition_t *r = &tl->rend[i];
+        int64_t peak, avg;
+
+        pk_render_bitrates(r, &peak, &avg);
+        snprintf(uris[i], URI_MAX, "%s.m3u8", r->name);
+        if (!r->video) {
+            if (!m.audio_uri) {
+                m.audio_uri = uris[i];
+                m.audio_codecs = r->codecs;
+                m.audio_bps = peak;
+                m.audio_channels = r->channels > 0 ? r->channels : 2;
+            }
+            continue;
+        }
+        v[m.n++] = (pk_hls_variant_t){
+            .uri = uris[i],
+            .peak_bps = peak,
+            .average_bps = avg,
+            .width = r->width,
+            .height = r->height,
+            .fps = r->fps,
+            .codecs = r->codecs,
+        };
+    }
+    return pk_hls_write_master(&m, out);
+}
+
+/* The DASH timeline of a set: the pieces of its first rendition, gaps left out. */
+static size_t set_timeline(const pk_timeline_t *tl, size_t ri, size_t from, pk_dash_seg_t *segs)
+{
+    size_t i, n = 0;
+
+    for (i = from; i < tl->n; i++) {
+        const pk_entry_t *e = pk_tl_entry(tl, i);
+        const pk_piece_t *p = e->gap ? NULL : piece(e, ri);
+        if (p)
+            segs[n++] = (pk_dash_seg_t){ p->start_90k, p->dur_90k };
+    }
+    return n;
+}
+
+/* The newest init segment of rendition ri, as "<name>/<file>". */
+static void latest_init(const pk_timeline_t *tl, size_t ri, char *out, size_t outlen)
+{
+    size_t i = tl->n;
+
+    out[0] = '\0';
+    while (i-- > 0) {
+        const pk_piece_t *p = piece(pk_tl_entry(tl, i), ri);
+        if (p) {
+            snprintf(out, outlen, "%s/%s", tl->rend[ri].name, base_name(pk_tl_init(tl, p)));
+            return;
+        }
+    }
+}
+
+static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, cb_buf_t *out)
+{
+    pk_dash_rep_t reps[2][PK_MAX_RENDITIONS];
+    uri_t inits[PK_MAX_RENDITIONS];
+    pk_dash_set_t sets[2] = { { .video = true, .reps = reps[0] }, { .reps = reps[1] } };
+    pk_dash_seg_t *segs[2] = { NULL, NULL };
+    size_t n = tl->n - from, i, nsets = 0, s;
+    int64_t max_dur = 0;
+    int rc = -ENOMEM;
+
+    for (s = 0; s < 2; s++) {
+        segs[s] = calloc(n ? n : 1, sizeof(**segs));
+        if (!segs[s])
+            goto out;
+    }
+    for (i = 0; i < tl->nrend; i++) {
+        const pk_rendition_t *r = &tl->rend[i];
+        pk_dash_set_t *set = &sets[r->video ? 0 : 1];
+        pk_dash_rep_t *rep = &reps[r->video ? 0 : 1][set->nreps];
+        int64_t peak, avg;
+
+        latest_init(tl, i, inits[i], URI_MAX);
+        if (!inits[i][0])
+            continue; /* nothing of it in the window */
+        if (set->nreps == 0) {
+            set->segs = segs[r->video ? 0 : 1];
+            set->nsegs = set_timeline(tl, i, from, segs[r->video ? 0 : 1]);
+        }
+        pk_render_bitrates(r, &peak, &avg);
+        *rep = (pk_dash_rep_t){
+            .id = r->name,
+            .init_uri = inits[i],
+            .codecs = r->codecs,
+            .bandwidth_bps = peak,
+            .width = r->width,
+            .height = r->height,
+            .fps = r->fps,
+            .sample_rate = r->sample_rate > 0 ? r->sample_rate : 48000,
+            .channels = r->channels > 0 ? r->channels : 2,
+        };
+        set->nreps++;
+    }
+    for (i = from; i < tl->n; i++)
+        max_dur = CB_MAX(max_dur, pk_tl_entry(tl, i)->dur_90k);
+    if (sets[0].nreps == 0)
+        sets[0] = sets[1];
+    else if (sets[1].nreps)
+        nsets = 1;
+    nsets++;
+    rc = pk_dash_write_mpd(
+        &(pk_dash_mpd_t){
+            .dynamic = !o->vod && !tl->ended,
+            .availability_start_ms = tl->anchor_ms - tl->anchor_pts / 90,
+            .publish_ms = o->now_ms,
+            .dvr_window_s = CB_MAX(o->window_s, 3 * tl->target_90k / 90000),
+            .update_period_ms = tl->target_90k / 90,
+            .presentation_delay_ms = 2 * tl->target_90k / 90,
+            .min_buffer_ms = 2 * tl->target_90k / 90,
+            .max_segment_ms = max_dur / 90,
+            .utc_timing_uri = o->utc_timing_uri,
+            .duration_ms = pk_tl_duration_90k(tl) / 90,
+            .sets = sets,
+            .nsets = nsets,
+        },
+        out);
+out:
+    free(segs[0]);
+    free(segs[1]);
+    return rc;
+}
+
+int pk_render(const pk_timeline_t *tl, const pk_render_opts_t *o, pk_render_file_fn fn, void *arg)
+{
+    size_t from = o->vod || tl->ended ? 0 : pk_tl_window_start(tl, o->window_s), i;
+    char name[48];
+    cb_buf_t b;
+    int rc;
+
+    if (tl->n == 0 || tl->nrend == 0)
+        return -ENODATA;
+    cb_buf_init(&b, 16 << 20);
+    for (i = 0; i < tl->nrend; i++) {
+        cb_buf_reset(&b);
+        rc = media_playlist(tl, i, from, o, &b);
+        snprintf(name, sizeof(name), "%s.m3u8", tl->rend[i].name);
+        if (rc || (rc = fn(arg, name, &b)))
+            goto out;
+    }
+    cb_buf_reset(&b);
+    rc = master_playlist(tl, &b);
+    if (rc || (rc = fn(arg, "master.m3u8", &b)))
+        goto out;
+    cb_buf_reset(&b);
+    rc = mpd(tl, from, o, &b);
+    if (rc == 0)
+        rc = fn(arg, "manifest.mpd", &b);
+out:
+    cb_buf_release(&b);
+    return rc;
+}

@@ -1,0 +1,645 @@
+/*
+ * packager_timeline.c - one stream's timeline; see packager_timeline.h.
+ */
+#include "packager_timeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "defs.h"
+#include "log.h"
+
+#define STATE_VERSION 1
+
+pk_timeline_t *pk_tl_new(const char *stream_id, int64_t target_90k)
+{
+    pk_timeline_t *tl = calloc(1, sizeof(*tl));
+
+    if (!tl)
+        return NULL;
+    snprintf(tl->stream, sizeof(tl->stream), "%s", stream_id);
+    tl->target_90k = target_90k > 0 ? target_90k : 2 * 90000;
+    tl->first_seq = -1;
+    tl->next_seq = -1;
+    tl->end_seq = -1;
+    return tl;
+}
+
+static void release_done(cb_proto_transcode_done_t *d)
+{
+    if (d) {
+        cb_proto_transcode_done_release(d);
+        free(d);
+    }
+}
+
+static void drop_entries(pk_timeline_t *tl)
+{
+    size_t i;
+
+    for (i = 0; i < tl->n; i++)
+        free(pk_tl_entry(tl, i)->pieces);
+    tl->head = tl->n = 0;
+}
+
+void pk_tl_free(pk_timeline_t *tl)
+{
+    size_t i;
+
+    if (!tl)
+        return;
+    drop_entries(tl);
+    free(tl->e);
+    for (i = 0; i < tl->ninits; i++)
+        free(tl->inits[i]);
+    free(tl->inits);
+    for (i = 0; i < tl->npending; i++)
+        release_done(tl->pending[i]);
+    free(tl->gaps);
+    free(tl);
+}
+
+const char *pk_tl_init(const pk_timeline_t *tl, const pk_piece_t *p)
+{
+    return p->init >= 0 && (size_t) p->init < tl->ninits ? tl->inits[p->init] : NULL;
+}
+
+int64_t pk_tl_duration_90k(const pk_timeline_t *tl)
+{
+    int64_t d = 0;
+    size_t i;
+
+    for (i = 0; i < tl->n; i++)
+        d += pk_tl_entry(tl, i)->dur_90k;
+    return d;
+}
+
+int64_t pk_tl_waiting_since(const pk_timeline_t *tl)
+{
+    int64_t since = 0;
+    size_t i;
+
+    for (i = 0; i < tl->npending; i++)
+        if (!since || tl->pending_since_ms[i] < since)
+            since = tl->pending_since_ms[i];
+    return since;
+}
+
+/* ---- entries ---- */
+
+static pk_entry_t *push_entry(pk_timeline_t *tl)
+{
+    pk_entry_t *e;
+
+    if (tl->head + tl->n == tl->cap) {
+        if (tl->head > tl->cap / 2) {
+            memmove(tl->e, tl->e + tl->head, tl->n * sizeof(*tl->e));
+            tl->head = 0;
+        } else {
+            size_t cap = tl->cap ? tl->cap * 2 : 64;
+            pk_entry_t *ne = realloc(tl->e, cap * sizeof(*ne));
+            if (!ne)
+                return NULL;
+            tl->e = ne;
+            tl->cap = cap;
+        }
+    }
+    e = &tl->e[tl->head + tl->n];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
+/* Number the entry and keep it, unless it is in front of the window (replay). */
+static void commit_entry(pk_timeline_t *tl, pk_entry_t *e)
+{
+    e->msn = tl->next_msn++;
+    tl->end_90k = e->start_90k + e->dur_90k;
+    if (e->msn < tl->window_msn) {
+        free(e->pieces);
+        return;
+    }
+    tl->n++;
+}
+
+static int64_t pdt_of(const pk_timeline_t *tl, int64_t pts)
+{
+    return tl->anchored ? tl->anchor_ms + (pts - tl->anchor_pts) / 90 : 0;
+}
+
+static int32_t intern_init(pk_timeline_t *tl, const char *key)
+{
+    size_t i;
+
+    for (i = tl->ninits; i-- > 0;)
+        if (strcmp(tl->inits[i], key) == 0)
+            return (int32_t) i;
+    if (tl->ninits == tl->capinits) {
+        size_t cap = tl->capinits ? tl->capinits * 2 : 8;
+        char **n = realloc(tl->inits, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        tl->inits = n;
+        tl->capinits = cap;
+    }
+    tl->inits[tl->ninits] = strdup(key);
+    return tl->inits[tl->ninits] ? (int32_t) tl->ninits++ : -1;
+}
+
+/* The gap entries of [start, start + dur), cut into target-sized pieces. */
+static int add_gap_entries(pk_timeline_t *tl, const pk_gap_t *g)
+{
+    int64_t at = g->start_90k, end = g->start_90k + g->dur_90k;
+    uint8_t part = 0;
+
+    while (at < end) {
+        int64_t left = end - at, n = (left + tl->target_90k - 1) / tl->target_90k;
+        int64_t d = left / n;
+        pk_entry_t *e = push_entry(tl);
+
+        if (!e)
+            return -ENOMEM;
+        e->seq = g->seq;
+        e->start_90k = at;
+        e->dur_90k = d;
+        e->gap = true;
+        e->disc = g->disc && at == g->start_90k;
+        e->part = part++;
+        if (e->disc || !tl->anchored) {
+            /* no wall clock to go by: keep the last one's */
+            if (!tl->anchored && tl->n) {
+                const pk_entry_t *last = pk_tl_entry(tl, tl->n - 1);
+                tl->anchor_ms = last->pdt_ms + last->dur_90k / 90;
+                tl->anchor_pts = at;
+                tl->anchored = last->pdt_ms != 0;
+            }
+        }
+        e->pdt_ms = pdt_of(tl, at);
+        commit_entry(tl, e);
+        at += d;
+    }
+    return 0;
+}
+
+static pk_gap_t *gap_find(const pk_timeline_t *tl, int64_t seq)
+{
+    size_t i;
+
+    for (i = 0; i < tl->ngaps; i++)
+        if (tl->gaps[i].seq == seq)
+            return &tl->gaps[i];
+    return NULL;
+}
+
+static int gap_record(pk_timeline_t *tl, const pk_gap_t *g)
+{
+    if (tl->ngaps == PK_MAX_GAPS) {
+        /* the oldest are long out of the window */
+        memmove(tl->gaps, tl->gaps + 1, (tl->ngaps - 1) * sizeof(*tl->gaps));
+        tl->ngaps--;
+    }
+    if (!tl->gaps) {
+        tl->gaps = calloc(PK_MAX_GAPS, sizeof(*tl->gaps));
+        if (!tl->gaps)
+            return -ENOMEM;
+    }
+    tl->gaps[tl->ngaps++] = *g;
+    return 0;
+}
+
+static pk_rendition_t *rendition_for(pk_timeline_t *tl, const cb_proto_rendition_t *r)
+{
+    pk_rendition_t *x = NULL;
+    size_t i;
+
+    for (i = 0; i < tl->nrend; i++)
+        if (strcmp(tl->rend[i].name, r->name) == 0)
+            x = &tl->rend[i];
+    if (!x) {
+        if (tl->nrend == PK_MAX_RENDITIONS)
+            return NULL;
+        x = &tl->rend[tl->nrend++];
+        memset(x, 0, sizeof(*x));
+        snprintf(x->name, sizeof(x->name), "%s", r->name);
+    }
+    x->video = r->kind == CB_PROTO_RENDITION_KIND_VIDEO;
+    snprintf(x->codecs, sizeof(x->codecs), "%s", r->codecs);
+    if (x->video) {
+        x->width = (int) r->width;
+        x->height = (int) r->height;
+        if (r->fps > 0)
+            x->fps = r->fps;
+    }
+    x->peak_bps = CB_MAX(x->peak_bps, r->bandwidth_bps);
+    x->target_bps = r->target_bitrate_bps;
+    if (!x->video) {
+        x->sample_rate = (int) r->sample_rate;
+        x->channels = (int) r->channels;
+    }
+    return x;
+}
+
+/* The segment of r that starts nearest `start`, or NULL if none is close. */
+static const cb_proto_media_segment_t *piece_of(const cb_proto_rendition_t *r, size_t k,
+                                                size_t nref, int64_t start, int64_t dur)
+{
+    const cb_proto_media_segment_t *best = NULL;
+    int64_t bestd = dur / 2 + 1;
+    size_t i;
+
+    if (r->segments_count == nref)
+        return &r->segments[k];
+    for (i = 0; i < r->segments_count; i++) {
+        int64_t d = r->segments[i].start_pts_90k - start;
+        if (d < 0)
+            d = -d;
+        if (d < bestd) {
+            bestd = d;
+            best = &r->segments[i];
+        }
+    }
+    return best;
+}
+
+/* Check a result before it touches the timeline. */
+static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errlen)
+{
+    size_t i, k;
+
+    if (d->status != CB_PROTO_TRANSCODE_DONE_STATUS_OK)
+        return 0;
+    if (d->renditions_count == 0) {
+        snprintf(err, errlen, "renditions: a successful result has none");
+        return -EINVAL;
+    }
+    if (d->renditions_count > PK_MAX_RENDITIONS) {
+        snprintf(err, errlen, "renditions: more than %d", PK_MAX_RENDITIONS);
+        return -EINVAL;
+    }
+    for (i = 0; i < d->renditions_count; i++) {
+        const cb_proto_rendition_t *r = &d->renditions[i];
+        for (k = 0; k < r->segments_count; k++) {
+            if (k && r->segments[k].start_pts_90k < r->segments[k - 1].start_pts_90k) {
+                snprintf(err, errlen, "renditions[%zu].segments: not in time order", i);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+static int publish_failed(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
+{
+    pk_gap_t g = { d->seq, d->start_pts_90k, d->duration_90k, d->discontinuity };
+    int rc;
+
+    if (!gap_find(tl, d->seq) && (rc = gap_record(tl, &g)))
+        return rc;
+    return add_gap_entries(tl, &g);
+}
+
+static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
+{
+    const cb_proto_rendition_t *ref = NULL;
+    pk_rendition_t *rx[PK_MAX_RENDITIONS];
+    int32_t init[PK_MAX_RENDITIONS];
+    size_t i, k;
+
+    for (i = 0; i < d->renditions_count; i++) {
+        const cb_proto_rendition_t *r = &d->renditions[i];
+        if (!ref || (r->kind == CB_PROTO_RENDITION_KIND_VIDEO &&
+                     ref->kind != CB_PROTO_RENDITION_KIND_VIDEO))
+            ref = r;
+        rx[i] = rendition_for(tl, r);
+        init[i] = intern_init(tl, r->init_path);
+        if (init[i] < 0)
+            return -ENOMEM;
+    }
+    for (k = 0; k < ref->segments_count; k++) {
+        const cb_proto_media_segment_t *rs = &ref->segments[k];
+        pk_entry_t *e = push_entry(tl);
+
+        if (!e)
+            return -ENOMEM;
+        e->seq = d->seq;
+        e->start_90k = rs->start_pts_90k;
+        e->dur_90k = rs->duration_90k;
+        e->disc = d->discontinuity && k == 0;
+        e->part = (uint8_t) CB_MIN(k, 255);
+        if (!tl->anchored || e->disc) {
+            tl->anchor_pts = rs->start_pts_90k;
+            tl->anchor_ms = d->ingest_wallclock_ms > 0 ? d->ingest_wallclock_ms
+                                                       : d->finished_at_ms - d->duration_90k / 90;
+            tl->anchor_ms += (rs->start_pts_90k - d->start_pts_90k) / 90;
+            tl->anchored = true;
+        }
+        e->pdt_ms = pdt_of(tl, e->start_90k);
+        e->pieces = calloc(tl->nrend, sizeof(*e->pieces));
+        if (!e->pieces)
+            return -ENOMEM;
+        e->npieces = (uint8_t) tl->nrend;
+        for (i = 0; i < d->renditions_count; i++) {
+            const cb_proto_rendition_t *r = &d->renditions[i];
+            const cb_proto_media_segment_t *s =
+                piece_of(r, k, ref->segments_count, rs->start_pts_90k, rs->duration_90k);
+            if (!s || !rx[i])
+                continue;
+            e->pieces[rx[i] - tl->rend] =
+                (pk_piece_t){ s->start_pts_90k, s->duration_90k, s->bytes, init[i] };
+        }
+        commit_entry(tl, e);
+    }
+    for (i = 0; i < d->renditions_count; i++) {
+        const cb_proto_rendition_t *r = &d->renditions[i];
+        if (!rx[i])
+            continue;
+        for (k = 0; k < r->segments_count; k++) {
+            rx[i]->bytes += r->segments[k].bytes;
+            rx[i]->dur_90k += r->segments[k].duration_90k;
+        }
+    }
+    tl->last_finished_ms = d->finished_at_ms;
+    return 0;
+}
+
+/* Publish what can be published in order. Returns how many results went in. */
+static int advance(pk_timeline_t *tl, bool *state_changed)
+{
+    int published = 0;
+
+    for (;;) {
+        pk_gap_t *g = gap_find(tl, tl->next_seq);
+        cb_proto_transcode_done_t *d;
+
+        if (g && !(tl->npending && tl->pending[0]->seq == tl->next_seq &&
+                   tl->pending[0]->status == CB_PROTO_TRANSCODE_DONE_STATUS_FAILED)) {
+            if (add_gap_entries(tl, g))
+                break;
+            if (tl->npending && tl->pending[0]->seq == tl->next_seq) {
+                /* given up on before it came: it stays a gap */
+                release_done(tl->pending[0]);
+                memmove(tl->pending, tl->pending + 1, (tl->npending - 1) * sizeof(*tl->pending));
+                memmove(tl->pending_since_ms, tl->pending_since_ms + 1,
+                        (tl->npending - 1) * sizeof(*tl->pending_since_ms));
+                tl->npending--;
+            }
+            tl->next_seq++;
+            continue;
+        }
+        if (!tl->npending || tl->pending[0]->seq != tl->next_seq)
+            break;
+        d = tl->pending[0];
+        memmove(tl->pending, tl->pending + 1, (tl->npending - 1) * sizeof(*tl->pending));
+        memmove(tl->pending_since_ms, tl->pending_since_ms + 1,
+                (tl->npending - 1) * sizeof(*tl->pending_since_ms));
+        tl->npending--;
+        if (d->status == CB_PROTO_TRANSCODE_DONE_STATUS_OK) {
+            if (publish_ok(tl, d))
+                cb_log_error("stream %s: out of memory publishing job %lld", tl->stream,
+                             (long long) d->seq);
+        } else {
+            publish_failed(tl, d);
+            *state_changed = true;
+        }
+        tl->packaging = d->packaging;
+        tl->next_seq++;
+        if (d->end_of_stream) {
+            tl->ended = true;
+            tl->end_seq = d->seq;
+            *state_changed = true;
+        }
+        release_done(d);
+        published++;
+    }
+    return published;
+}
+
+static void start_at(pk_timeline_t *tl, int64_t seq, int64_t now_ms)
+{
+    drop_entries(tl);
+    tl->first_seq = seq;
+    tl->first_msn = tl->next_msn;
+    tl->window_msn = tl->next_msn;
+    tl->next_seq = seq;
+    tl->ngaps = 0;
+    tl->ended = false;
+    tl->end_seq = -1;
+    tl->anchored = false;
+    tl->started_ms = now_ms;
+    tl->session_seq = seq;
+}
+
+int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, bool *state_changed,
+              char *err, size_t errlen)
+{
+    pk_tl_result_t res = PK_TL_PENDING;
+    size_t i, at;
+    int rc;
+
+    *state_changed = false;
+    rc = check_done(d, err, errlen);
+    if (rc) {
+        release_done(d);
+        return rc;
+    }
+    if (tl->ended && d->seq > tl->end_seq) {
+        /* a new publish session after the end: its own window */
+        for (i = 0; i < tl->npending; i++)
+            release_done(tl->pending[i]);
+        tl->npending = 0;
+        start_at(tl, tl->end_seq + 1, now_ms);
+        *state_changed = true;
+        res = PK_TL_REOPENED;
+    } else if (tl->first_seq < 0 && d->seq == 0) {
+        start_at(tl, 0, now_ms); /* the stream's very first segment */
+        *state_changed = true;
+    }
+    if (tl->next_seq >= 0 && d->seq < tl->next_seq) {
+        bool late = gap_find(tl, d->seq) != NULL;
+        release_done(d);
+        return late ? PK_TL_LATE : PK_TL_DUPLICATE;
+    }
+    for (i = 0; i < tl->npending; i++) {
+        if (tl->pending[i]->seq == d->seq) {
+            release_done(d);
+            return PK_TL_DUPLICATE;
+        }
+    }
+    if (tl->npending == PK_MAX_PENDING) {
+        /* too far ahead: give up on what is missing now */
+        pk_tl_expire(tl, INT64_MAX, 0);
+        *state_changed = true;
+    }
+    for (at = tl->npending; at > 0 && tl->pending[at - 1]->seq > d->seq; at--) {
+    }
+    memmove(tl->pending + at + 1, tl->pending + at, (tl->npending - at) * sizeof(*tl->pending));
+    memmove(tl->pending_since_ms + at + 1, tl->pending_since_ms + at,
+            (tl->npending - at) * sizeof(*tl->pending_since_ms));
+    tl->pending[at] = d;
+    tl->pending_since_ms[at] = now_ms;
+    tl->npending++;
+    if (tl->next_seq >= 0 && advance(tl, state_changed) > 0 && res == PK_TL_PENDING)
+        res = PK_TL_PUBLISHED;
+    return (int) res;
+}
+
+int pk_tl_expire(pk_timeline_t *tl, int64_t now_ms, int64_t wait_ms)
+{
+    bool changed = false;
+    int published = 0;
+
+    while (tl->npending && now_ms - pk_tl_waiting_since(tl) >= wait_ms) {
+        const cb_proto_transcode_done_t *d = tl->pending[0];
+        int64_t seq;
+
+        if (tl->next_seq < 0) {
+            /* joined a stream in progress: start at the earliest result */
+            start_at(tl, d->seq, now_ms);
+        } else {
+            /* the jobs before it are given up: one gap covers their range */
+            pk_gap_t g = { tl->next_seq, tl->end_90k, d->start_pts_90k - tl->end_90k, false };
+            if (g.dur_90k < 0 || d->discontinuity || tl->n == 0)
+                g.dur_90k = 0; /* timestamps jumped: no range to fill */
+            for (seq = tl->next_seq; seq < d->seq; seq++) {
+                pk_gap_t x = g;
+                x.seq = seq;
+                if (seq != tl->next_seq)
+                    x.dur_90k = 0;
+                gap_record(tl, &x);
+            }
+        }
+        int n = advance(tl, &changed);
+        if (n == 0)
+            break; /* out of memory: try again on the next tick */
+        published += n;
+    }
+    return published;
+}
+
+int pk_tl_advance(pk_timeline_t *tl)
+{
+    bool changed = false;
+
+    return tl->next_seq >= 0 ? advance(tl, &changed) : 0;
+}
+
+size_t pk_tl_window_start(const pk_timeline_t *tl, int64_t window_s)
+{
+    int64_t keep = CB_MAX(window_s * 90000, 3 * tl->target_90k), sum = 0;
+    size_t i = tl->n;
+
+    while (i > 0 && sum < keep)
+        sum += pk_tl_entry(tl, --i)->dur_90k;
+    if (tl->n - i < 3)
+        i = tl->n > 3 ? tl->n - 3 : 0;
+    return i;
+}
+
+int64_t pk_tl_disc_seq_at(const pk_timeline_t *tl, size_t start)
+{
+    int64_t d = tl->disc_seq;
+    size_t k;
+
+    /* those before the start, and the start's own: a playlist never
+     * begins with a discontinuity tag */
+    for (k = 1; k <= start && k < tl->n; k++)
+        if (pk_tl_entry(tl, k)->disc)
+            d++;
+    return d;
+}
+
+int pk_tl_trim(pk_timeline_t *tl, int64_t window_s,
+               void (*gone)(void *arg, const pk_timeline_t *tl, const pk_entry_t *e), void *arg)
+{
+    size_t cut, k;
+
+    if (tl->ended)
+        return 0;
+    cut = pk_tl_window_start(tl, window_s);
+    if (cut == 0)
+        return 0;
+    tl->disc_seq = pk_tl_disc_seq_at(tl, cut);
+    for (k = 0; k < cut; k++) {
+        pk_entry_t *e = pk_tl_entry(tl, k);
+        if (gone)
+            gone(arg, tl, e);
+        free(e->pieces);
+    }
+    tl->head += cut;
+    tl->n -= cut;
+    tl->window_msn = pk_tl_entry(tl, 0)->msn;
+    tl->first_seq = pk_tl_entry(tl, 0)->seq;
+    tl->first_msn = pk_tl_entry(tl, 0)->msn - pk_tl_entry(tl, 0)->part;
+    return (int) cut;
+}
+
+/* ---- state ---- */
+
+json_t *pk_tl_state_dump(const pk_timeline_t *tl)
+{
+    json_t *gaps = json_array(), *st;
+    size_t i;
+
+    for (i = 0; gaps && i < tl->ngaps; i++) {
+        const pk_gap_t *g = &tl->gaps[i];
+        if (g->seq >= tl->first_seq)
+            json_array_append_new(gaps, json_pack("[I,I,I,b]", (json_int_t) g->seq,
+                                                  (json_int_t) g->start_90k,
+                                                  (json_int_t) g->dur_90k, g->disc));
+    }
+    st = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:o}", "v", STATE_VERSION,
+                   "stream_id", tl->stream, "first_seq", (json_int_t) tl->first_seq, "first_msn",
+                   (json_int_t) tl->first_msn, "window_msn", (json_int_t) tl->window_msn,
+                   "disc_seq", (json_int_t) tl->disc_seq, "ended", tl->ended, "end_seq",
+                   (json_int_t) tl->end_seq, "started_ms", (json_int_t) tl->started_ms,
+                   "session_seq", (json_int_t) tl->session_seq, "gaps", gaps);
+    return st;
+}
+
+int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errlen)
+{
+    json_int_t v = 0, first_seq, first_msn, window_msn, disc_seq, end_seq, started, session;
+    int ended = 0;
+    json_t *gaps = NULL, *g;
+    json_error_t je;
+    size_t i;
+
+    if (json_unpack_ex((json_t *) st, &je, 0, "{s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:o}",
+                       "v", &v, "first_seq", &first_seq, "first_msn", &first_msn, "window_msn",
+                       &window_msn, "disc_seq", &disc_seq, "ended", &ended, "end_seq", &end_seq,
+                       "started_ms", &started, "session_seq", &session, "gaps", &gaps) ||
+        !json_is_array(gaps)) {
+        snprintf(err, errlen, "packager state: %s", je.text[0] ? je.text : "gaps: not an array");
+        return -EINVAL;
+    }
+    if (v != STATE_VERSION || first_seq < -1 || first_msn < 0 || window_msn < first_msn ||
+        disc_seq < 0) {
+        snprintf(err, errlen, "packager state: version %lld or numbers out of range",
+                 (long long) v);
+        return -EINVAL;
+    }
+    tl->first_seq = first_seq;
+    tl->first_msn = first_msn;
+    tl->window_msn = window_msn;
+    tl->disc_seq = disc_seq;
+    tl->ended = ended;
+    tl->end_seq = end_seq;
+    tl->started_ms = started;
+    tl->session_seq = session;
+    tl->next_seq = first_seq;
+    tl->next_msn = first_msn;
+    tl->ngaps = 0;
+    json_array_foreach(gaps, i, g)
+    {
+        json_int_t seq, start, dur;
+        int disc;
+        if (json_unpack(g, "[I,I,I,b]", &seq, &start, &dur, &disc) || dur < 0) {
+            snprintf(err, errlen, "packager state: gaps[%zu] is not [seq, start, duration, disc]",
+                     i);
+            return -EINVAL;
+        }
+        gap_record(tl, &(pk_gap_t){ seq, start, dur, disc });
+    }
+    return 0;
+}

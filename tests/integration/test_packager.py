@@ -1,0 +1,427 @@
+"""castbus-packager: the packager group on media.transcode.done, the
+manifests it keeps in storage, and the origin that serves them.
+
+Most tests produce TranscodeDone results themselves (what workers would
+announce), with small stand-in files where the worker would have put its
+segments, so every timeline case (out of order, missing, failed, trimmed,
+ended, restarted) is exact; the last one runs the real pipeline, RTMP
+publish to ingest to transcode-worker to packager, and plays the result
+with ffmpeg through the origin. Nothing here waits a fixed time.
+"""
+
+import json
+import re
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+from confluent_kafka import Producer
+
+from conftest import commit_group_to_end, ADMIN_KEY, TopicReader, unique, wait_until
+
+DONE = "media.transcode.done"
+SEG = 2 * 90000  # 2 s output segments
+JOB = 2 * SEG    # 4 s source segments: two output segments per job
+RENDITIONS = [("720p", "video", "avc1.64001f", 1280, 720, 3_000_000),
+              ("360p", "video", "avc1.4d401e", 640, 360, 800_000),
+              ("audio", "audio", "mp4a.40.2", 0, 0, 128_000)]
+START = 10 * 90000
+
+
+@pytest.fixture(autouse=True)
+def no_backlog(stack):
+    """The packager group starts at the end of media.transcode.done: results
+    other tests left there belong to other storages."""
+    commit_group_to_end(stack, "packager", [DONE])
+
+
+class Results:
+    """Writes what a worker would (segments, init segments, done records)
+    and produces its TranscodeDone."""
+
+    def __init__(self, stack, storage, window=600, record=False):
+        self.producer = Producer({"bootstrap.servers": stack.brokers, "acks": "all"})
+        self.storage = storage
+        self.window = window
+        self.record = record
+
+    def done(self, stream, seq, *, status="ok", eos=False, disc=False, start=None, send=True,
+             record=True):
+        start = START + seq * JOB if start is None else start
+        msg = {"v": 1, "job_id": f"{stream}:{seq}", "kind": "live", "stream_id": stream,
+               "seq": seq, "status": status, "start_pts_90k": start, "duration_90k": JOB,
+               "discontinuity": disc, "end_of_stream": eos,
+               "packaging": {"dvr_window_s": self.window, "record": self.record},
+               "renditions": [], "worker": "test", "finished_at_ms": int(time.time() * 1000),
+               "ingest_wallclock_ms": 1_790_000_000_000 + start // 90}
+        if status == "failed":
+            msg["error"] = "corrupt source"
+        else:
+            for name, kind, codecs, w, h, bps in RENDITIONS:
+                init = f"live/{stream}/{name}/init-00000000000000aa.mp4"
+                self.write(init, b"init " + name.encode())
+                segs = []
+                for k in range(2):
+                    t = start + k * SEG
+                    path = f"live/{stream}/{name}/{t:013d}.m4s"
+                    body = f"{name} segment {t} ".encode() * 64
+                    self.write(path, body)
+                    segs.append({"path": path, "start_pts_90k": t, "duration_90k": SEG,
+                                 "bytes": len(body)})
+                r = {"name": name, "kind": kind, "codecs": codecs, "bandwidth_bps": bps,
+                     "target_bitrate_bps": bps, "init_path": init, "segments": segs}
+                if kind == "video":
+                    r.update(width=w, height=h, fps=30)
+                else:
+                    r.update(sample_rate=48000, channels=2)
+                msg["renditions"].append(r)
+        body = json.dumps(msg).encode()
+        if status == "ok" and record:
+            self.write(f"live/{stream}/done/{seq:08d}.json", body)
+        if send:
+            self.send(stream, body)
+        return msg
+
+    def write(self, key, data):
+        p = self.storage / key
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+    def send(self, stream, body):
+        self.producer.produce(DONE, key=stream.encode(), value=body)
+        assert self.producer.flush(30) == 0
+
+
+def start_packager(start_daemon, storage, **extra):
+    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false",
+           "CASTBUS_GAP_WAIT": "1s", "CASTBUS_DELETE_GRACE": "1s"}
+    env.update({k.upper(): v for k, v in extra.items()})
+    p = start_daemon("packager", env)
+    p.wait_ready()
+    wait_until(lambda: any("assigned" in ln.get("msg", "") for ln in p.log_lines()), 60,
+               what="the packager's partitions")
+    return p
+
+
+def playlist(p, path):
+    r = p.get(path)
+    return r.text if r.status_code == 200 else ""
+
+
+def segments(text):
+    """(uri, duration, gap) of each segment of a media playlist."""
+    out, dur, gap = [], None, False
+    for line in text.splitlines():
+        if line.startswith("#EXTINF:"):
+            dur = float(line[8:].split(",")[0])
+        elif line == "#EXT-X-GAP":
+            gap = True
+        elif line and not line.startswith("#"):
+            out.append((line, dur, gap))
+            gap = False
+    return out
+
+
+def tag(text, name):
+    m = re.search(rf"^#{name}:(.*)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def wait_segments(p, path, n, what=None):
+    return wait_until(lambda: (lambda t: t if len(segments(t)) >= n else None)(playlist(p, path)),
+                      60, 0.1, what or f"{n} segments in {path}")
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def results(stack, storage):
+    return Results(stack, storage)
+
+
+def test_results_become_hls_and_dash_in_order(start_daemon, results, storage):
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    for seq in (0, 1):
+        results.done(s, seq)
+    media = wait_segments(p, f"/live/{s}/720p.m3u8", 4)
+    assert tag(media, "EXT-X-MEDIA-SEQUENCE") == "0"
+    assert tag(media, "EXT-X-TARGETDURATION") == "2"
+    assert '#EXT-X-MAP:URI="720p/init-00000000000000aa.mp4"' in media
+    assert media.count("#EXT-X-PROGRAM-DATE-TIME:") == 4
+    assert "#EXT-X-ENDLIST" not in media
+    assert [u for u, _, _ in segments(media)] == [
+        f"720p/{START + k * SEG}.m4s" for k in range(4)]
+
+    # out of order: 3 waits for 2, then both go in
+    results.done(s, 3)
+    wait_until(lambda: p.get(f"/v1/streams/{s}/packaging", key=ADMIN_KEY).json()["waiting"] == 1,
+               30, what="result 3 held")
+    assert len(segments(playlist(p, f"/live/{s}/720p.m3u8"))) == 4
+    results.done(s, 2)
+    media = wait_segments(p, f"/live/{s}/720p.m3u8", 8)
+    assert [u for u, _, _ in segments(media)][4:] == [
+        f"720p/{START + k * SEG}.m4s" for k in range(4, 8)]
+    assert not any(g for _, _, g in segments(media))
+
+    master = playlist(p, f"/live/{s}/master.m3u8")
+    inf = [ln for ln in master.splitlines() if ln.startswith("#EXT-X-STREAM-INF:")]
+    assert len(inf) == 2
+    assert 'RESOLUTION=1280x720' in inf[0] and 'CODECS="avc1.64001f,mp4a.40.2"' in inf[0]
+    assert "AVERAGE-BANDWIDTH=" in inf[0] and "FRAME-RATE=30" in inf[0]
+    assert 'AUDIO="audio"' in inf[0]
+    assert re.search(r'#EXT-X-MEDIA:TYPE=AUDIO.*URI="audio.m3u8"', master)
+
+    mpd = ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content)
+    ns = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+    assert mpd.get("type") == "dynamic"
+    for attr in ("availabilityStartTime", "timeShiftBufferDepth", "minimumUpdatePeriod",
+                 "suggestedPresentationDelay"):
+        assert mpd.get(attr), attr
+    assert mpd.find("d:UTCTiming", ns) is not None
+    sets = mpd.findall("d:Period/d:AdaptationSet", ns)
+    assert [a.get("contentType") for a in sets] == ["video", "audio"]
+    reps = sets[0].findall("d:Representation", ns)
+    assert [r.get("id") for r in reps] == ["720p", "360p"]
+    tl = reps[0].find("d:SegmentTemplate/d:SegmentTimeline", ns)
+    ss = tl.findall("d:S", ns)
+    assert ss[0].get("t") == str(START) and ss[0].get("d") == str(SEG)
+    assert sum(1 + int(x.get("r", "0")) for x in ss) == 8
+
+    info = p.get(f"/v1/streams/{s}/packaging", key=ADMIN_KEY).json()
+    assert info["last_seq"] == 3 and info["segments"] == 8 and info["window_s"] == 600
+    assert [r["name"] for r in info["renditions"]] == ["720p", "360p", "audio"]
+    assert info["last_update_latency_ms"] >= 0
+    assert p.get(f"/v1/streams/{s}/packaging").status_code == 401
+    assert p.get("/v1/streams/nope/packaging", key=ADMIN_KEY).status_code == 404
+
+
+def test_missing_and_failed_results_become_gaps(start_daemon, results, storage):
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    results.done(s, 0)
+    results.done(s, 1, status="failed")
+    results.done(s, 3)  # 2 never comes
+    media = wait_segments(p, f"/live/{s}/720p.m3u8", 8, "the gap of the missing result")
+    segs = segments(media)
+    assert [g for _, _, g in segs] == [False, False, True, True, True, True, False, False]
+    assert all(d == 2.0 for _, d, _ in segs)
+    mpd = p.get(f"/live/{s}/manifest.mpd").text
+    assert f't="{START + 6 * SEG}"' in mpd  # the timeline jumps over the gap
+    # the missing result coming late changes nothing
+    results.done(s, 2)
+    results.done(s, 4)
+    media = wait_segments(p, f"/live/{s}/720p.m3u8", 10)
+    assert [g for _, _, g in segments(media)][4:6] == [True, True]
+
+
+def test_the_dvr_window_moves_and_old_segments_are_deleted(start_daemon, stack, storage):
+    results = Results(stack, storage, window=8)
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    for seq in range(6):
+        results.done(s, seq)
+    def moved():
+        t = playlist(p, f"/live/{s}/720p.m3u8")
+        return t if tag(t, "EXT-X-MEDIA-SEQUENCE") == "8" else None
+    media = wait_until(moved, 60, what="the window at media sequence 8")
+    assert len(segments(media)) == 4  # 8 s of 2 s segments
+    first = storage / f"live/{s}/720p/{START:013d}.m4s"
+    wait_until(lambda: not first.exists(), 60, what="the first segment deleted after the grace")
+    assert not (storage / f"live/{s}/done/00000000.json").exists()
+    assert (storage / f"live/{s}/720p/{START + 8 * SEG:013d}.m4s").exists()
+    mpd = ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content)
+    assert mpd.get("timeShiftBufferDepth") == "PT8.000S"
+
+
+def test_kill9_restart_keeps_sequence_numbers_and_window(start_daemon, stack, storage):
+    results = Results(stack, storage, window=12)
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    for seq in range(5):
+        results.done(s, seq)
+    results.done(s, 6)  # held: 5 is late
+    def at(seq_first, n):
+        t = playlist(p, f"/live/{s}/720p.m3u8")
+        return t if tag(t, "EXT-X-MEDIA-SEQUENCE") == seq_first and len(segments(t)) == n else None
+    before = wait_until(lambda: at("4", 6), 60, what="the window before the crash")
+    p.proc.send_signal(signal.SIGKILL)
+    p.proc.wait()
+    p = start_packager(start_daemon, storage)
+    results.done(s, 5)
+    results.done(s, 7)
+    after = wait_until(lambda: at("10", 6), 60, what="the window after the restart")
+    # the entries listed before keep their numbers, and the window is full again
+    assert segments(before)[0][0] == f"720p/{START + 4 * SEG}.m4s"
+    uris = [u for u, _, _ in segments(after)]
+    assert uris == [f"720p/{START + k * SEG}.m4s" for k in range(10, 16)]
+    assert any("rebuilt from storage" in ln.get("msg", "") for ln in p.log_lines())
+
+
+def test_end_of_stream_becomes_a_vod_asset_and_takedown_purges(start_daemon, stack, storage):
+    results = Results(stack, storage, window=600)
+    events = TopicReader(stack, "media.package.events")
+    purges = TopicReader(stack, "cdn.purges")
+    try:
+        p = start_packager(start_daemon, storage)
+        s = unique("pk")
+        for seq in range(3):
+            results.done(s, seq, eos=seq == 2)
+        vod = events.wait(s, lambda m: any(e["type"] == "vod_ready" for e in m), 60,
+                          "vod_ready")[-1]
+        asset = vod["asset_id"]
+        assert asset == f"{s}-0" and vod["duration_ms"] == 12000
+        assert vod["hls_path"] == f"/vod/{asset}/master.m3u8"
+        live = playlist(p, f"/live/{s}/720p.m3u8")
+        assert "#EXT-X-ENDLIST" in live
+        assert ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content).get("type") == "static"
+        v = p.get(f"/vod/{asset}/720p.m3u8")
+        assert v.status_code == 200 and "#EXT-X-PLAYLIST-TYPE:VOD" in v.text
+        uri = segments(v.text)[0][0]
+        seg = p.get(f"/vod/{asset}/{uri}")
+        assert seg.status_code == 200
+        rend, name = uri.split("/")
+        assert seg.content == (storage / f"live/{s}/{rend}/{int(name[:-4]):013d}.m4s").read_bytes()
+        assert f"vod/{asset}" in seg.headers["Surrogate-Key"].split()
+        mpd = ET.fromstring(p.get(f"/vod/{asset}/manifest.mpd").content)
+        assert mpd.get("type") == "static" and mpd.get("mediaPresentationDuration") == "PT12.000S"
+        listed = p.get("/v1/assets", key=ADMIN_KEY).json()["assets"]
+        assert any(a["asset_id"] == asset and a["stream_id"] == s for a in listed)
+
+        def purge_with(pred):
+            def found():
+                purges.poll()
+                bodies = [json.loads(r["value"]) for r in purges.records]
+                return next((b for b in bodies if pred(b)), None)
+            return wait_until(found, 60, what="a purge request")
+        published = purge_with(lambda b: f"/vod/{asset}/master.m3u8" in b.get("urls", []))
+        assert published["requested_by"] == "packager"
+
+        r = p.request("DELETE", f"/v1/assets/{asset}", key=ADMIN_KEY)
+        assert r.status_code == 200 and r.json()["segments_deleted"] == 18
+        assert p.get(f"/vod/{asset}/master.m3u8").status_code == 404
+        assert p.get(f"/vod/{asset}/{uri}").status_code == 404
+        assert p.request("DELETE", f"/v1/assets/{asset}", key=ADMIN_KEY).status_code == 404
+        events.wait(s, lambda m: any(e["type"] == "asset_removed" for e in m), 60,
+                    "asset_removed")
+
+        purge_with(lambda b: b.get("tags") == [f"vod/{asset}"])
+    finally:
+        events.close()
+        purges.close()
+
+
+def test_origin_headers_ranges_and_errors(start_daemon, results, storage):
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    results.done(s, 0)
+    wait_segments(p, f"/live/{s}/720p.m3u8", 2)
+
+    m = p.get(f"/live/{s}/720p.m3u8")
+    assert m.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert m.headers["Cache-Control"] == "public, max-age=1"
+    assert m.headers["Access-Control-Allow-Origin"] == "*"
+    assert set(m.headers["Surrogate-Key"].split()) == {f"live/{s}", f"live/{s}/manifests"}
+    assert p.get(f"/live/{s}/manifest.mpd").headers["Content-Type"] == "application/dash+xml"
+
+    uri = f"/live/{s}/720p/{START:013d}.m4s"
+    seg = p.get(uri)
+    body = (storage / f"live/{s}/720p/{START:013d}.m4s").read_bytes()
+    assert seg.status_code == 200 and seg.content == body
+    assert p.get(f"/live/{s}/720p/{START}.m4s").content == body  # the name the manifests use
+    assert seg.headers["Content-Type"] == "video/iso.segment"
+    assert "immutable" in seg.headers["Cache-Control"]
+    assert set(seg.headers["xkey"].split()) == {f"live/{s}", f"live/{s}/720p"}
+    assert seg.headers["Accept-Ranges"] == "bytes"
+    etag, lm = seg.headers["ETag"], seg.headers["Last-Modified"]
+    assert p.get(uri, headers={"If-None-Match": etag}).status_code == 304
+    assert p.get(uri, headers={"If-Modified-Since": lm}).status_code == 304
+    r = p.get(uri, headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == body[10:20]
+    assert r.headers["Content-Range"] == f"bytes 10-19/{len(body)}"
+    r = p.get(uri, headers={"Range": "bytes=-5"})
+    assert r.status_code == 206 and r.content == body[-5:]
+    r = p.get(uri, headers={"Range": f"bytes={len(body)}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(body)}"
+    init = p.get(f"/live/{s}/720p/init-00000000000000aa.mp4")
+    assert init.status_code == 200 and init.headers["Content-Type"] == "video/mp4"
+
+    pre = p.request("OPTIONS", uri, headers={"Origin": "https://player.example",
+                                             "Access-Control-Request-Headers": "range"})
+    assert pre.status_code == 204
+    assert "Range" in pre.headers["Access-Control-Allow-Headers"]
+
+    for bad in (f"/live/{s}/done/00000000.json", f"/live/{s}/packager/state.json",
+                f"/live/{s}/src/00000000.ts", f"/live/{s}/../x/master.m3u8",
+                f"/live/{s}/720p/nothing.m4s", "/live/nope/master.m3u8", f"/live/{s}"):
+        assert p.get(bad).status_code == 404, bad
+    t = p.get("/time")
+    assert t.status_code == 200 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+                                                 t.text)
+
+
+def test_bad_results_go_to_the_dead_letter_topic(start_daemon, stack, results, storage):
+    dlq = TopicReader(stack, "media.transcode.done.dlq")
+    try:
+        p = start_packager(start_daemon, storage)
+        s = unique("pk")
+        results.send(s, b"not json")
+        bad = results.done(s, 0, send=False)
+        bad["renditions"] = []
+        results.send(s, json.dumps(bad).encode())
+        recs = wait_until(lambda: (lambda r: r if len(r) >= 2 else None)(
+            [x for x in (dlq.poll() or dlq.records) if x["key"] == s]), 60,
+            what="two dead letters")
+        reasons = [r["headers"].get("castbus-dlq-reason", "") for r in recs]
+        assert any("TranscodeDone" in x for x in reasons), reasons
+        assert any("renditions" in x for x in reasons), reasons
+        results.done(s, 0)
+        wait_segments(p, f"/live/{s}/720p.m3u8", 2, "the stream going on after bad input")
+    finally:
+        dlq.close()
+
+
+def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
+    """RTMP publish -> ingest -> transcode-worker -> packager -> ffmpeg plays
+    the HLS and the DASH through the origin, live and as VOD."""
+    from test_ingest import INGEST_ENV, create_stream, finish, publish
+
+    storage = tmp_path / "media"
+    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
+    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
+    worker = start_daemon("transcode-worker", env)
+    p = start_packager(start_daemon, storage)
+    ingest.wait_ready()
+    worker.wait_ready()
+    events = TopicReader(stack, "media.package.events")
+    try:
+        s = create_stream(ingest)
+        pub = publish(s["publish"]["rtmp"])
+        master = wait_until(lambda: playlist(p, f"/live/{s['id']}/master.m3u8") or None, 120,
+                            what="the live master playlist")
+        info = p.get(f"/v1/streams/{s['id']}/packaging", key=ADMIN_KEY).json()
+        video = [r["name"] for r in info["renditions"] if r["kind"] == "video"]
+        # every rung of the profile not above the 320x180 source
+        assert video and master.count("#EXT-X-STREAM-INF:") == len(video), (master, info)
+        live = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type",
+                               "-of", "json", p.url(f"/live/{s['id']}/master.m3u8")],
+                              capture_output=True, text=True, timeout=120)
+        assert live.returncode == 0, live.stderr
+        kinds = sorted({x["codec_type"] for x in json.loads(live.stdout)["streams"]})
+        assert kinds == ["audio", "video"]
+        finish(pub)
+        vod = events.wait(s["id"], lambda m: any(e["type"] == "vod_ready" for e in m), 240,
+                          "vod_ready")[-1]
+        for path in (vod["hls_path"], vod["dash_path"]):
+            r = subprocess.run(["ffmpeg", "-v", "error", "-i", p.url(path), "-f", "null", "-"],
+                               capture_output=True, text=True, timeout=240)
+            assert r.returncode == 0 and not r.stderr.strip(), (path, r.stderr)
+        assert vod["duration_ms"] >= 5000
+    finally:
+        events.close()
