@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "buf.h"
@@ -37,9 +39,10 @@
 #define PATH_MAX_LEN      2048
 #define HEADERS_MAX_BYTES 16384
 #define RESP_HEADERS_MAX  8192
-#define WRITE_CHUNK       32768
-/* one write buffer per server, used by the loop thread for headers and body chunks */
-#define WRITE_BUF_SIZE (LWS_PRE + CB_MAX(WRITE_CHUNK, RESP_HEADERS_MAX + 1024))
+#define WRITE_CHUNK       (256 * 1024) /* a 100 KB segment in one writable callback */
+/* one write buffer per server, used by the loop thread for headers and body chunks
+ * (a body that fits goes out with its headers) */
+#define WRITE_BUF_SIZE (LWS_PRE + WRITE_CHUNK + RESP_HEADERS_MAX + 1024)
 #define REQUEST_ID_MAX 64
 
 const cb_config_key_t cb_http_config_keys[] = {
@@ -119,6 +122,10 @@ struct cb_http_req {
     cb_buf_t resp_body;
     bool headers_sent;
     size_t body_sent;
+    int file_fd;      /* cb_http_reply_file(): the body is this file's range, -1 none */
+    off_t file_off;   /* next byte of the file to send */
+    size_t file_left; /* bytes of it still to send */
+    size_t file_len;
     bool close_after;
 
     struct timespec start;
@@ -128,6 +135,7 @@ struct cb_http {
     char daemon[32];
     char host[64];
     int port;
+    bool no_listen;
     int64_t max_body;
     cb_apikeys_t *keys;
     struct lws_context *ctx;
@@ -198,6 +206,8 @@ static void req_unref(cb_http_req_t *req)
     cb_buf_release(&req->body);
     cb_buf_release(&req->resp_headers);
     cb_buf_release(&req->resp_body);
+    if (req->file_fd >= 0)
+        close(req->file_fd);
     cb_series_add(cb_metric_series(req->http->m_inflight, NULL), -1);
     free(req);
 }
@@ -283,6 +293,39 @@ int cb_http_post(cb_http_t *h, void (*fn)(void *arg), void *arg)
     return rc;
 }
 
+typedef struct adoption {
+    cb_http_t *h;
+    int fd;
+} adoption_t;
+
+static void adopt_on_loop(void *arg)
+{
+    adoption_t *a = arg;
+
+    /* on failure lws has closed the socket */
+    if (!lws_adopt_socket_vhost(a->h->vh, a->fd))
+        cb_log_warn("http: a connection could not be adopted");
+    free(a);
+}
+
+int cb_http_adopt(cb_http_t *h, int fd)
+{
+    adoption_t *a = malloc(sizeof(*a));
+    int rc;
+
+    if (!a) {
+        close(fd);
+        return -ENOMEM;
+    }
+    *a = (adoption_t){ h, fd };
+    rc = cb_http_post(h, adopt_on_loop, a);
+    if (rc) {
+        close(fd);
+        free(a);
+    }
+    return rc;
+}
+
 /* Loop thread: run posts and schedule writes for requests answered elsewhere. */
 static void process_wakeups(cb_http_t *h)
 {
@@ -361,6 +404,43 @@ int cb_http_reply(cb_http_req_t *req, int status, const char *content_type, cons
         snprintf(req->content_type, sizeof(req->content_type), "text/plain");
         cb_buf_reset(&req->resp_body);
     }
+    return finish_reply(req);
+}
+
+int cb_http_reply_buf(cb_http_req_t *req, int status, const char *content_type, cb_buf_t *body)
+{
+    cb_buf_t tmp;
+
+    if (atomic_load(&req->replied))
+        return finish_reply(req);
+    req->status = status;
+    snprintf(req->content_type, sizeof(req->content_type), "%s",
+             content_type ? content_type : "application/octet-stream");
+    /* swap: the request's (empty) buffer goes back to the caller */
+    cb_buf_reset(&req->resp_body);
+    tmp = req->resp_body;
+    req->resp_body = *body;
+    req->resp_body.max = tmp.max;
+    *body = tmp;
+    return finish_reply(req);
+}
+
+int cb_http_reply_file(cb_http_req_t *req, int status, const char *content_type, int fd,
+                       uint64_t offset, uint64_t len)
+{
+    if (atomic_load(&req->replied)) {
+        close(fd);
+        return finish_reply(req);
+    }
+    req->status = status;
+    snprintf(req->content_type, sizeof(req->content_type), "%s",
+             content_type ? content_type : "application/octet-stream");
+    cb_buf_reset(&req->resp_body);
+    if (req->file_fd >= 0)
+        close(req->file_fd);
+    req->file_fd = fd;
+    req->file_off = (off_t) offset;
+    req->file_left = req->file_len = (size_t) len;
     return finish_reply(req);
 }
 
@@ -694,6 +774,7 @@ static cb_http_req_t *req_new(cb_http_t *h, struct lws *wsi)
     cb_buf_init(&req->body, (size_t) h->max_body);
     cb_buf_init(&req->resp_headers, RESP_HEADERS_MAX);
     cb_buf_init(&req->resp_body, SIZE_MAX / 2);
+    req->file_fd = -1;
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     cb_series_add(cb_metric_series(h->m_inflight, NULL), 1);
     return req;
@@ -782,6 +863,27 @@ static int on_request(cb_http_t *h, struct lws *wsi, pss_t *pss)
 }
 
 /* Write the response: headers on the first call, then the body in chunks. */
+/* sendfile() what the socket takes now; -1 on a broken connection. */
+static int send_file(cb_http_req_t *req, struct lws *wsi)
+{
+    int sock = (int) lws_get_socket_fd(wsi);
+
+    while (req->file_left) {
+        ssize_t n = sendfile(sock, req->file_fd, &req->file_off, req->file_left);
+        if (n > 0) {
+            req->file_left -= (size_t) n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        } else {
+            /* 0: the file shrank under us; the length promised cannot be kept */
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
     cb_http_req_t *req = pss->req;
@@ -820,12 +922,63 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *) "close",
                                          5, &p, end))
             return -1;
-        if (lws_add_http_header_content_length(wsi, req->head ? 0 : req->resp_body.len, &p, end))
+        if (req->file_fd >= 0) {
+            /* the headers through lws, then the file straight to the socket */
+            char cl[24];
+            snprintf(cl, sizeof(cl), "%zu", req->head ? (size_t) 0 : req->file_len);
+            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                             (const unsigned char *) cl, (int) strlen(cl), &p,
+                                             end) ||
+                lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+            req->headers_sent = true;
+            if (req->head)
+                req->file_left = 0;
+            if (req->file_left && lws_send_pipe_choked(wsi)) {
+                lws_callback_on_writable(wsi);
+                return 0;
+            }
+            if (send_file(req, wsi) < 0)
+                return -1;
+            if (req->file_left) {
+                lws_callback_on_writable(wsi);
+                return 0;
+            }
+        } else if (!req->head && req->resp_body.len &&
+                   req->resp_body.len + 64 < (size_t) (end - p)) {
+            /* headers and body in one send: the Content-Length is written as
+             * text, so lws counts nothing against it */
+            char cl[24];
+            int hlen;
+            snprintf(cl, sizeof(cl), "%zu", req->resp_body.len);
+            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                             (const unsigned char *) cl, (int) strlen(cl), &p,
+                                             end) ||
+                lws_finalize_http_header(wsi, &p, end))
+                return -1;
+            memcpy(p, req->resp_body.data, req->resp_body.len);
+            hlen = (int) (p - start);
+            n = hlen + (int) req->resp_body.len;
+            if (lws_write(wsi, start, (size_t) n, LWS_WRITE_HTTP_FINAL) != n)
+                return -1;
+            req->headers_sent = true;
+            req->body_sent = req->resp_body.len;
+        } else {
+            if (lws_add_http_header_content_length(wsi, req->head ? 0 : req->resp_body.len, &p,
+                                                   end))
+                return -1;
+            if (lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+            req->headers_sent = true;
+            if (req->resp_body.len && !req->head) {
+                lws_callback_on_writable(wsi);
+                return 0;
+            }
+        }
+    } else if (req->file_fd >= 0) {
+        if (send_file(req, wsi) < 0)
             return -1;
-        if (lws_finalize_write_http_header(wsi, start, &p, end))
-            return -1;
-        req->headers_sent = true;
-        if (req->resp_body.len && !req->head) {
+        if (req->file_left) {
             lws_callback_on_writable(wsi);
             return 0;
         }
@@ -856,7 +1009,8 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             cb_series_observe(req->route->hist, secs);
         CB_LOG(req->quiet && req->status < 400 ? CB_LOG_DEBUG : CB_LOG_INFO, &req->log_ids,
                "http %s %s %d %zuB %.1fms peer %s role %s", req->method, req->path, req->status,
-               req->resp_body.len, secs * 1000, req->peer, cb_role_name(req->role));
+               req->file_fd >= 0 ? req->file_len : req->resp_body.len, secs * 1000, req->peer,
+               cb_role_name(req->role));
         req->wsi = NULL;
         pss->req = NULL;
         req_unref(req);
@@ -947,6 +1101,7 @@ int cb_http_new(const char *daemon, const cb_http_config_t *cfg, cb_metrics_t *m
     snprintf(h->daemon, sizeof(h->daemon), "%s", daemon);
     snprintf(h->host, sizeof(h->host), "%s", cfg->host && *cfg->host ? cfg->host : "0.0.0.0");
     h->port = (int) cfg->port;
+    h->no_listen = cfg->no_listen;
     h->max_body = cfg->max_body_bytes;
     h->nworkers = (size_t) (cfg->workers > 0 ? cfg->workers : 1);
     pthread_mutex_init(&h->lock, NULL);
@@ -1014,6 +1169,8 @@ int cb_http_start(cb_http_t *h, char *err, size_t errlen)
         .callback = http_callback,
         .per_session_data_size = sizeof(pss_t),
         .rx_buffer_size = 0,
+        /* lws would cut each write into 4 KB sends, a poll apiece */
+        .tx_packet_size = WRITE_CHUNK,
     };
     h->protocols[1] = (struct lws_protocols){ NULL, NULL, 0, 0, 0, NULL, 0 };
 
@@ -1033,7 +1190,7 @@ int cb_http_start(cb_http_t *h, char *err, size_t errlen)
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = h->port;
+    info.port = h->no_listen ? CONTEXT_PORT_NO_LISTEN_SERVER : h->port;
     info.iface = h->host;
     info.protocols = h->protocols;
     info.vhost_name = h->daemon;
@@ -1044,7 +1201,8 @@ int cb_http_start(cb_http_t *h, char *err, size_t errlen)
                  h->host, h->port);
         return -EADDRINUSE;
     }
-    h->port = lws_get_vhost_listen_port(h->vh);
+    if (!h->no_listen)
+        h->port = lws_get_vhost_listen_port(h->vh);
     return 0;
 }
 

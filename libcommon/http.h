@@ -25,6 +25,7 @@
 #define CB_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,8 @@ typedef struct cb_http_config {
     int64_t max_body_bytes; /* largest request body accepted */
     int64_t workers;        /* threads for CB_HTTP_BLOCKING routes */
     char *api_keys;         /* "role:key,..." */
+    bool no_listen;         /* not a config key: listen nowhere, serve only the
+                             * connections handed over with cb_http_adopt() */
 } cb_http_config_t;
 
 extern const cb_config_key_t cb_http_config_keys[];
@@ -85,6 +88,13 @@ int cb_http_port(const cb_http_t *h);
 
 /* Serve on the calling thread until cb_http_stop(). */
 int cb_http_run(cb_http_t *h);
+
+/*
+ * Serve an accepted connection (a server made with no_listen): the socket
+ * is handed to the loop thread, which owns it from then on; on failure it
+ * is closed. Any thread. 0, -ESHUTDOWN, -EAGAIN (queue full), -ENOMEM.
+ */
+int cb_http_adopt(cb_http_t *h, int fd);
 
 /* Make cb_http_run() return soon. Any thread. */
 void cb_http_stop(cb_http_t *h);
@@ -128,6 +138,15 @@ int cb_http_add_header(cb_http_req_t *req, const char *name, const char *value);
 /* body is copied. */
 int cb_http_reply(cb_http_req_t *req, int status, const char *content_type, const void *body,
                   size_t len);
+/* Takes body's bytes (no copy); body is left empty, to release as usual. */
+int cb_http_reply_buf(cb_http_req_t *req, int status, const char *content_type, cb_buf_t *body);
+/*
+ * Send len bytes of an open file from offset (sendfile: no copy); takes the
+ * fd, closed when done. The file must not shrink meanwhile (segments and
+ * manifests are replaced by rename, never truncated).
+ */
+int cb_http_reply_file(cb_http_req_t *req, int status, const char *content_type, int fd,
+                       uint64_t offset, uint64_t len);
 /* Takes the reference to body. */
 int cb_http_reply_json(cb_http_req_t *req, int status, json_t *body);
 int cb_http_reply_error(cb_http_req_t *req, int status, const char *code, const char *field,

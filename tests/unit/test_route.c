@@ -42,6 +42,30 @@ static void test_param_decoding(void **state)
     assert_false(cb_route_match("/f/{name}", "/f/a%2", &p));
 }
 
+static void test_rest_of_path(void **state)
+{
+    cb_route_params_t p;
+
+    (void) state;
+    assert_true(cb_route_match("/live/{path...}", "/live/s1/720p/123.m4s", &p));
+    assert_string_equal(cb_route_param(&p, "path"), "s1/720p/123.m4s");
+    assert_true(cb_route_match("/live/{path...}", "/live/master.m3u8", &p));
+    assert_string_equal(cb_route_param(&p, "path"), "master.m3u8");
+    assert_true(cb_route_match("/v/{id}/{rest...}", "/v/a/b%20c/d", &p));
+    assert_string_equal(cb_route_param(&p, "id"), "a");
+    assert_string_equal(cb_route_param(&p, "rest"), "b c/d");
+    assert_false(cb_route_match("/live/{path...}", "/live", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/a/", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/a//b", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/a/../b", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/./b", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/a/%2e%2e/b", &p));
+    assert_false(cb_route_match("/live/{path...}", "/live/a%2Fb", &p)); /* no '/' smuggling */
+    assert_false(cb_route_match("/live/{path...}", "/live/a%00b", &p));
+    assert_false(cb_route_match("/live/{path...}/x", "/live/a/x", &p)); /* only last */
+}
+
 static void test_pct_decode(void **state)
 {
     char out[8];
@@ -76,6 +100,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literal_and_params),
         cmocka_unit_test(test_param_decoding),
+        cmocka_unit_test(test_rest_of_path),
         cmocka_unit_test(test_pct_decode),
         cmocka_unit_test(test_query),
     };
