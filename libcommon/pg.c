@@ -146,12 +146,25 @@ int cb_pg_new(const cb_pg_config_t *cfg, const char *schema, const cb_pg_migrati
     return 0;
 }
 
+/* The server's NOTICEs ("schema ... already exists, skipping") go to the
+ * JSON log, not to stderr as libpq's default processor would print them. */
+static void log_notice(void *arg, const char *message)
+{
+    size_t n = strlen(message);
+
+    (void) arg;
+    while (n && (message[n - 1] == '\n' || message[n - 1] == ' '))
+        n--;
+    cb_log_debug("postgres: %.*s", (int) n, message);
+}
+
 /* Connect with the pool's settings: its connect timeout, named after its user. */
 static PGconn *connect_as(const char *dsn, int64_t connect_timeout_ms, const char *who)
 {
     const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
     char timeout[24], app[96];
     const char *vals[4];
+    PGconn *conn;
 
     snprintf(timeout, sizeof(timeout), "%lld", (long long) CB_MAX(1, connect_timeout_ms / 1000));
     snprintf(app, sizeof(app), "castbus-%s", who);
@@ -159,7 +172,10 @@ static PGconn *connect_as(const char *dsn, int64_t connect_timeout_ms, const cha
     vals[1] = timeout;
     vals[2] = app;
     vals[3] = NULL;
-    return PQconnectdbParams(keys, vals, 1);
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (conn)
+        PQsetNoticeProcessor(conn, log_notice, NULL);
+    return conn;
 }
 
 /* Make a connection for a slot. Slot is busy (ours); no lock held. */
