@@ -38,16 +38,6 @@ static int add_config(cb_daemon_t *d, void *arg)
     return rc;
 }
 
-static void origin_free(void *obj)
-{
-    pk_origin_free(obj);
-}
-
-static const cb_component_ops_t origin_component = {
-    .name = "origin",
-    .free = origin_free,
-};
-
 static int setup(cb_daemon_t *d, void *arg)
 {
     packager_app_t *a = arg;
@@ -58,9 +48,10 @@ static int setup(cb_daemon_t *d, void *arg)
     rc = cb_deps_connect(&a->deps, d);
     if (rc)
         return rc;
-    rc = pk_streams_new(&a->cfg, &a->deps.kafka_cfg, a->deps.producer, a->deps.storage,
-                        cb_daemon_metrics(d), cb_http_port(cb_daemon_http(d)), &streams, err,
-                        sizeof(err));
+    rc = pk_streams_new(
+        &a->cfg, &a->deps.kafka_cfg, a->deps.producer, a->deps.storage, cb_daemon_metrics(d),
+        a->origin_cfg.port ? (int) a->origin_cfg.port : cb_http_port(cb_daemon_http(d)), &streams,
+        err, sizeof(err));
     if (rc) {
         cb_log_error("%s", err);
         return rc;
@@ -71,13 +62,19 @@ static int setup(cb_daemon_t *d, void *arg)
         pk_streams_component.free(streams);
         return rc;
     }
-    rc = pk_origin_new(&a->origin_cfg, a->deps.storage, streams, cb_daemon_metrics(d), &a->origin);
-    if (rc == 0)
-        rc = cb_daemon_attach(d, &origin_component, a->origin);
-    if (rc == 0)
-        rc = pk_origin_add_routes(a->origin, d);
-    if (rc == 0)
-        rc = pk_streams_add_routes(streams, d);
+    rc = pk_origin_new(&a->origin_cfg, a->deps.storage, streams, d, &a->origin, err, sizeof(err));
+    if (rc) {
+        cb_log_error("%s", err);
+        return rc;
+    }
+    rc = cb_daemon_attach(d, &pk_origin_component, a->origin);
+    if (rc) {
+        pk_origin_component.free(a->origin);
+        return rc;
+    }
+    rc = pk_streams_add_routes(streams, d);
+    if (rc == 0 && (rc = pk_origin_start(a->origin, err, sizeof(err))) != 0)
+        cb_log_error("%s", err);
     if (rc)
         return rc;
     return pk_streams_start(streams);

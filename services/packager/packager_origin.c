@@ -3,13 +3,22 @@
  */
 #include "packager_origin.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "defs.h"
@@ -17,10 +26,33 @@
 #include "packager_text.h"
 #include "route.h"
 
-#define MAX_OBJECT  (256u << 20) /* largest file served */
-#define ASSET_CACHE 1024         /* asset -> source prefixes remembered */
+#define MAX_OBJECT   (256u << 20) /* largest file served */
+#define SMALL_OBJECT (64u << 10)  /* read and sent with the headers; larger: sendfile */
+#define ASSET_CACHE  1024         /* asset -> source prefixes remembered */
+
+#define MAX_THREADS 16
 
 const cb_config_key_t pk_origin_config_keys[] = {
+    { .name = "origin_host",
+      .type = CB_CONFIG_STRING,
+      .def = "0.0.0.0",
+      .offset = offsetof(pk_origin_config_t, host),
+      .help = "Address the origin port listens on." },
+    { .name = "origin_port",
+      .type = CB_CONFIG_INT,
+      .def = "8090",
+      .min = 0,
+      .max = 65535,
+      .offset = offsetof(pk_origin_config_t, port),
+      .help = "Port players and CDN edges fetch /live, /vod and /time from; 0: the admin port "
+              "serves them (one thread)." },
+    { .name = "origin_threads",
+      .type = CB_CONFIG_INT,
+      .def = "2",
+      .min = 1,
+      .max = MAX_THREADS,
+      .offset = offsetof(pk_origin_config_t, threads),
+      .help = "Servers (one thread each) sharing the origin port; about one per core." },
     { .name = "live_max_age",
       .type = CB_CONFIG_DURATION,
       .def = "1s",
@@ -59,6 +91,13 @@ typedef struct asset_src {
 
 struct pk_origin {
     pk_origin_config_t cfg;
+    cb_http_t *servers[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    size_t nservers, nrunning;
+    int listen_fd;
+    pthread_t acceptor;
+    bool accepting;
+    atomic_bool stopping;
     cb_storage_t *storage;
     pk_streams_t *streams;
     pthread_mutex_t lock;
@@ -200,6 +239,43 @@ static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *t
     return 1;
 }
 
+static const char *content_type(what_t what, const char *rest)
+{
+    if (what == MANIFEST)
+        return ends_with(rest, ".mpd") ? "application/dash+xml" : "application/vnd.apple.mpegurl";
+    return what == INIT ? "video/mp4" : "video/iso.segment";
+}
+
+/*
+ * The object's size and time, and an open file of it where the store has
+ * local files (*fd -1 otherwise). Opened first and described from the
+ * open file, so the ETag is the one of the bytes sent even if the key is
+ * replaced meanwhile.
+ */
+static int open_object(pk_origin_t *o, const char *key, int *fd, cb_storage_stat_t *st)
+{
+    char path[CB_STORAGE_KEY_MAX + 512];
+    struct stat sb;
+    int rc = cb_storage_local_path(o->storage, key, path, sizeof(path));
+
+    *fd = -1;
+    if (rc == -ENOTSUP)
+        return cb_storage_stat(o->storage, key, st);
+    if (rc)
+        return rc;
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+    if (fstat(*fd, &sb) || !S_ISREG(sb.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return -ENOENT;
+    }
+    st->size = (uint64_t) sb.st_size;
+    st->mtime_ms = (int64_t) sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+    return 0;
+}
+
 static int serve(cb_http_req_t *req, void *arg, bool vod)
 {
     pk_origin_t *o = arg;
@@ -208,7 +284,8 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
     char etag[64], lastmod[40], cache[64], tags[256], range[96];
     const char *inm, *ims;
     cb_storage_stat_t st;
-    uint64_t from = 0, to = 0;
+    uint64_t from = 0, to = 0, len;
+    int fd = -1;
     what_t what;
     cb_buf_t b;
     int rc, r;
@@ -232,10 +309,12 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
                                        "no such file: %s", cb_http_req_path(req));
         snprintf(key, sizeof(key), "%s/%s", src, rest);
     }
-    rc = cb_storage_stat(o->storage, key, &st);
+    rc = open_object(o, key, &fd, &st);
     if (rc == 0 && st.size > MAX_OBJECT)
         rc = -EFBIG;
     if (rc) {
+        if (fd >= 0)
+            close(fd);
         cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "404" }, 1);
         return rc == -ENOENT ? cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
                                                    cb_http_req_path(req))
@@ -266,48 +345,60 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
     ims = cb_http_req_header(req, "if-modified-since");
     if ((inm && (strcmp(inm, etag) == 0 || strcmp(inm, "*") == 0)) ||
         (!inm && ims && strcmp(ims, lastmod) == 0)) {
+        if (fd >= 0)
+            close(fd);
         cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "304" }, 1);
         return cb_http_reply(req, 304, NULL, NULL, 0);
     }
-    cb_buf_init(&b, MAX_OBJECT);
-    rc = cb_storage_get(o->storage, key, &b);
-    if (rc) {
-        cb_buf_release(&b);
-        return cb_http_reply_error(req, rc == -ENOENT ? 404 : 503,
-                                   rc == -ENOENT ? "not_found" : "unavailable", NULL,
-                                   "no such file: %s", cb_http_req_path(req));
-    }
-    r = parse_range(cb_http_req_header(req, "range"), b.len, &from, &to);
+    r = parse_range(cb_http_req_header(req, "range"), st.size, &from, &to);
     if (r != 0 && cb_http_req_header(req, "if-range") &&
         strcmp(cb_http_req_header(req, "if-range"), etag) != 0)
         r = 0; /* changed since: the whole new file */
-    {
-        const char *ct = what == MANIFEST
-                             ? (ends_with(rest, ".mpd") ? "application/dash+xml"
-                                                        : "application/vnd.apple.mpegurl")
-                         : what == INIT ? "video/mp4"
-                                        : "video/iso.segment";
-        if (r < 0) {
-            snprintf(range, sizeof(range), "bytes */%zu", b.len);
-            cb_http_add_header(req, "content-range", range);
-            rc = cb_http_reply_error(req, 416, "range_not_satisfiable", "range",
-                                     "range: outside the %zu bytes of the file", b.len);
-        } else if (r > 0) {
-            snprintf(range, sizeof(range), "bytes %" PRIu64 "-%" PRIu64 "/%zu", from, to, b.len);
-            cb_http_add_header(req, "content-range", range);
-            rc = cb_http_reply(req, 206, ct, b.data + from, (size_t) (to - from + 1));
-            cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" },
-                          (double) (to - from + 1));
-        } else {
-            rc = cb_http_reply(req, 200, ct, b.data, b.len);
-            cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) b.len);
-        }
-        cb_metric_add(o->m_served,
-                      (const char *[]){ vod ? "vod" : "live", r < 0   ? "416"
-                                                              : r > 0 ? "206"
-                                                                      : "200" },
-                      1);
+    if (r > 0) {
+        snprintf(range, sizeof(range), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from, to, st.size);
+        cb_http_add_header(req, "content-range", range);
+    } else {
+        from = 0;
+        to = st.size ? st.size - 1 : 0;
     }
+    cb_metric_add(o->m_served,
+                  (const char *[]){ vod ? "vod" : "live", r < 0   ? "416"
+                                                          : r > 0 ? "206"
+                                                                  : "200" },
+                  1);
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(range, sizeof(range), "bytes */%" PRIu64, st.size);
+        cb_http_add_header(req, "content-range", range);
+        return cb_http_reply_error(req, 416, "range_not_satisfiable", "range",
+                                   "range: outside the %" PRIu64 " bytes of the file", st.size);
+    }
+    len = st.size ? to - from + 1 : 0;
+    cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) len);
+    if (fd >= 0 && len > SMALL_OBJECT) /* straight from the file to the socket */
+        return cb_http_reply_file(req, r > 0 ? 206 : 200, content_type(what, rest), fd, from, len);
+    if (fd >= 0) {
+        /* small (manifests): read, and sent in one piece with the headers */
+        char small[SMALL_OBJECT];
+        ssize_t n = len ? pread(fd, small, len, (off_t) from) : 0;
+
+        close(fd);
+        if (n != (ssize_t) len)
+            return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: short read");
+        return cb_http_reply(req, r > 0 ? 206 : 200, content_type(what, rest), small, len);
+    }
+    /* a store without local files: through memory */
+    cb_buf_init(&b, MAX_OBJECT);
+    rc = cb_storage_get(o->storage, key, &b);
+    if (rc == 0 && b.len != st.size)
+        rc = -EAGAIN; /* replaced meanwhile: the ETag would lie */
+    if (rc) {
+        cb_buf_release(&b);
+        return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
+    }
+    rc = r > 0 ? cb_http_reply(req, 206, content_type(what, rest), b.data + from, len)
+               : cb_http_reply_buf(req, 200, content_type(what, rest), &b);
     cb_buf_release(&b);
     return rc;
 }
@@ -348,16 +439,67 @@ static int get_time(cb_http_req_t *req, void *arg)
     return cb_http_reply(req, 200, "text/plain", now, strlen(now));
 }
 
+static const cb_http_route_t *origin_routes(pk_origin_t *o, size_t *n)
+{
+    static cb_http_route_t routes[5];
+
+    routes[0] =
+        (cb_http_route_t){ "GET", "/live/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_live, o };
+    routes[1] =
+        (cb_http_route_t){ "GET", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_vod, o };
+    routes[2] = (cb_http_route_t){ "OPTIONS",     "/live/{path...}", CB_ROLE_NONE,
+                                   CB_HTTP_QUIET, preflight,         o };
+    routes[3] =
+        (cb_http_route_t){ "OPTIONS", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, preflight, o };
+    routes[4] = (cb_http_route_t){ "GET", "/time", CB_ROLE_NONE, CB_HTTP_QUIET, get_time, o };
+    *n = CB_ARRAY_LEN(routes);
+    return routes;
+}
+
+static void origin_free(void *obj)
+{
+    pk_origin_t *o = obj;
+    size_t i;
+
+    if (!o)
+        return;
+    atomic_store(&o->stopping, true);
+    if (o->accepting) {
+        shutdown(o->listen_fd, SHUT_RDWR); /* accept() returns */
+        pthread_join(o->acceptor, NULL);
+    }
+    if (o->listen_fd >= 0)
+        close(o->listen_fd);
+    for (i = 0; i < o->nrunning; i++)
+        cb_http_stop(o->servers[i]);
+    for (i = 0; i < o->nrunning; i++)
+        pthread_join(o->threads[i], NULL);
+    for (i = 0; i < o->nservers; i++)
+        cb_http_free(o->servers[i]);
+    pthread_mutex_destroy(&o->lock);
+    free(o);
+}
+
+const cb_component_ops_t pk_origin_component = {
+    .name = "origin",
+    .free = origin_free,
+};
+
 int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_streams_t *streams,
-                  cb_metrics_t *metrics, pk_origin_t **out)
+                  cb_daemon_t *d, pk_origin_t **out, char *err, size_t errlen)
 {
     pk_origin_t *o = calloc(1, sizeof(*o));
+    cb_metrics_t *metrics = cb_daemon_metrics(d);
+    const cb_http_route_t *routes;
+    size_t nroutes, i;
+    int rc = 0;
 
     if (!o)
         return -ENOMEM;
     o->cfg = *cfg;
     o->storage = storage;
     o->streams = streams;
+    o->listen_fd = -1;
     pthread_mutex_init(&o->lock, NULL);
     o->m_served = cb_metrics_counter(metrics, "castbus_origin_responses_total",
                                      "Origin responses by tree (live, vod) and status.",
@@ -365,27 +507,119 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
     o->m_bytes = cb_metrics_counter(metrics, "castbus_origin_bytes_total",
                                     "Body bytes the origin sent, by tree.",
                                     (const char *[]){ "tree", NULL });
+    routes = origin_routes(o, &nroutes);
+    if (cfg->port == 0) {
+        rc = cb_daemon_add_routes(d, routes, nroutes);
+    } else {
+        cb_http_config_t hc = {
+            .host = cfg->host,
+            .port = cfg->port,
+            .max_body_bytes = 0,
+            .workers = 1,
+            .no_listen = true, /* the acceptor thread hands connections over */
+        };
+        for (i = 0; rc == 0 && i < (size_t) CB_MIN(cfg->threads, MAX_THREADS); i++) {
+            rc = cb_http_new("packager-origin", &hc, metrics, &o->servers[i], err, errlen);
+            if (rc == 0) {
+                o->nservers++;
+                rc = cb_http_add_routes(o->servers[i], routes, nroutes);
+            }
+        }
+    }
+    if (rc) {
+        if (!err[0])
+            snprintf(err, errlen, "origin: %s", strerror(-rc));
+        origin_free(o);
+        return rc;
+    }
     *out = o;
     return 0;
 }
 
-void pk_origin_free(pk_origin_t *o)
+static void *serve_main(void *arg)
 {
-    if (!o)
-        return;
-    pthread_mutex_destroy(&o->lock);
-    free(o);
+    pthread_setname_np(pthread_self(), "origin");
+    cb_http_run(arg);
+    return NULL;
 }
 
-int pk_origin_add_routes(pk_origin_t *o, cb_daemon_t *d)
+/* Accept on the origin port; each connection goes to the next server's loop. */
+static void *accept_main(void *arg)
 {
-    const cb_http_route_t routes[] = {
-        { "GET", "/live/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_live, o },
-        { "GET", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, serve_vod, o },
-        { "OPTIONS", "/live/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, preflight, o },
-        { "OPTIONS", "/vod/{path...}", CB_ROLE_NONE, CB_HTTP_QUIET, preflight, o },
-        { "GET", "/time", CB_ROLE_NONE, CB_HTTP_QUIET, get_time, o },
-    };
+    pk_origin_t *o = arg;
+    size_t next = 0;
+    int one = 1;
 
-    return cb_daemon_add_routes(d, routes, CB_ARRAY_LEN(routes));
+    pthread_setname_np(pthread_self(), "origin-accept");
+    while (!atomic_load(&o->stopping)) {
+        int fd = accept4(o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (atomic_load(&o->stopping))
+                break;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                cb_log_warn("origin: accept: %s; pausing", strerror(errno));
+                usleep(100 * 1000);
+                continue;
+            }
+            cb_log_error("origin: accept: %s; no new connections", strerror(errno));
+            break;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        cb_http_adopt(o->servers[next], fd); /* closes it on failure */
+        next = (next + 1) % o->nservers;
+    }
+    return NULL;
+}
+
+static int listen_on(pk_origin_t *o, char *err, size_t errlen)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) o->cfg.port) };
+    int one = 1, fd;
+
+    if (inet_pton(AF_INET, o->cfg.host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "origin_host: '%s' is not an IPv4 address", o->cfg.host);
+        return -EINVAL;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        bind(fd, (struct sockaddr *) &sa, sizeof(sa)) || listen(fd, 1024)) {
+        int e = errno;
+        snprintf(err, errlen, "origin: cannot listen on %s:%lld: %s", o->cfg.host,
+                 (long long) o->cfg.port, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -e;
+    }
+    o->listen_fd = fd;
+    return 0;
+}
+
+int pk_origin_start(pk_origin_t *o, char *err, size_t errlen)
+{
+    size_t i;
+    int rc;
+
+    if (o->nservers == 0)
+        return 0; /* served by the admin port */
+    rc = listen_on(o, err, errlen);
+    for (i = 0; rc == 0 && i < o->nservers; i++)
+        rc = cb_http_start(o->servers[i], err, errlen);
+    for (i = 0; rc == 0 && i < o->nservers; i++) {
+        if (pthread_create(&o->threads[i], NULL, serve_main, o->servers[i]) != 0)
+            rc = -EAGAIN;
+        else
+            o->nrunning++;
+    }
+    if (rc == 0 && pthread_create(&o->acceptor, NULL, accept_main, o) != 0)
+        rc = -EAGAIN;
+    if (rc == -EAGAIN)
+        snprintf(err, errlen, "origin: cannot start its threads");
+    if (rc)
+        return rc;
+    o->accepting = true;
+    cb_log_info("origin: serving /live, /vod and /time on %s:%lld (%zu threads)", o->cfg.host,
+                (long long) o->cfg.port, o->nservers);
+    return 0;
 }

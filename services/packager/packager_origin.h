@@ -15,6 +15,12 @@
  * Surrogate-Key/xkey tags ("live/<stream>", "live/<stream>/<rendition>",
  * "vod/<asset>", ...) that purges name. GET /time gives the wall clock for
  * DASH UTCTiming.
+ *
+ * The origin listens on its own port (8090; players and edges reach it,
+ * the admin port stays internal) with `threads` servers sharing it
+ * (SO_REUSEPORT: the kernel spreads the connections), each a libcommon
+ * HTTP server with its own loop thread; with port 0 it is served by the
+ * daemon's admin server instead, on one thread.
  */
 #ifndef PACKAGER_ORIGIN_H
 #define PACKAGER_ORIGIN_H
@@ -24,6 +30,9 @@
 #include "storage.h"
 
 typedef struct pk_origin_config {
+    char *host;                 /* listen address of the origin port */
+    int64_t port;               /* the origin's own port; 0: the admin port serves it */
+    int64_t threads;            /* servers sharing the origin port, one thread each */
     int64_t live_max_age_ms;    /* Cache-Control of live manifests */
     int64_t vod_max_age_ms;     /* Cache-Control of VOD manifests */
     int64_t segment_max_age_ms; /* Cache-Control of segments */
@@ -34,10 +43,14 @@ extern const cb_config_key_t pk_origin_config_keys[];
 
 typedef struct pk_origin pk_origin_t;
 
+/* Create the origin and its routes (on its servers, or on the daemon's). */
 int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_streams_t *streams,
-                  cb_metrics_t *metrics, pk_origin_t **out);
-void pk_origin_free(pk_origin_t *o);
+                  cb_daemon_t *d, pk_origin_t **out, char *err, size_t errlen);
 
-int pk_origin_add_routes(pk_origin_t *o, cb_daemon_t *d);
+/* Listen and serve (its own servers only). -EADDRINUSE etc. with err. */
+int pk_origin_start(pk_origin_t *o, char *err, size_t errlen);
+
+/* free: stops the servers and joins their threads. */
+extern const cb_component_ops_t pk_origin_component;
 
 #endif /* PACKAGER_ORIGIN_H */

@@ -72,7 +72,7 @@ const cb_config_key_t pk_config_keys[] = {
       .def = "",
       .offset = offsetof(pk_config_t, public_url),
       .help = "Base URL players and CDN edges reach this origin at (DASH UTCTiming); empty: "
-              "http://127.0.0.1:<http_port>." },
+              "http://127.0.0.1:<origin_port>." },
     { .name = NULL },
 };
 
@@ -523,6 +523,8 @@ static int load_stream(pk_streams_t *s, stream_t *st)
         if (!d || cb_storage_get(s->storage, key, &b) ||
             cb_proto_transcode_done_decode(b.data, b.len, d, &verr)) {
             cb_log_warn("stream %s: done record %s unreadable; skipped", st->prefix, key);
+            if (d)
+                cb_proto_transcode_done_release(d);
             free(d);
             continue;
         }
@@ -533,6 +535,9 @@ static int load_stream(pk_streams_t *s, stream_t *st)
     free(l.v);
     cb_buf_release(&b);
     st->loaded = true;
+    /* what the replay published may be newer than the manifests in storage
+     * (the results it went through need not come again from the topic) */
+    st->dirty = true;
     cb_log_info("stream %s rebuilt from storage: %zu results replayed, %zu segments listed from "
                 "media sequence %lld",
                 st->prefix, replayed, st->tl->n,
@@ -625,6 +630,7 @@ static cb_kafka_result_t on_done(void *arg, const cb_kafka_msg_t *msg, char *rea
     }
     if (cb_proto_transcode_done_decode(msg->value, msg->len, d, &verr)) {
         snprintf(reason, reasonlen, "not a TranscodeDone: %s", verr.text);
+        cb_proto_transcode_done_release(d);
         free(d);
         cb_metric_add(s->m_results, (const char *[]){ "invalid" }, 1);
         return CB_KAFKA_INVALID;
@@ -741,7 +747,7 @@ static const double update_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
                    cb_kafka_producer_t *producer, cb_storage_t *storage, cb_metrics_t *metrics,
-                   int http_port, pk_streams_t **out, char *err, size_t errlen)
+                   int origin_port, pk_streams_t **out, char *err, size_t errlen)
 {
     static const char *const topics[] = { CB_PROTO_TOPIC_MEDIA_TRANSCODE_DONE, NULL };
     pk_streams_t *s = calloc(1, sizeof(*s));
@@ -757,7 +763,7 @@ int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
     if (cfg->public_url && cfg->public_url[0])
         snprintf(s->utc_timing, sizeof(s->utc_timing), "%s/time", cfg->public_url);
     else
-        snprintf(s->utc_timing, sizeof(s->utc_timing), "http://127.0.0.1:%d/time", http_port);
+        snprintf(s->utc_timing, sizeof(s->utc_timing), "http://127.0.0.1:%d/time", origin_port);
     s->m_results = cb_metrics_counter(metrics, "castbus_packager_results_total",
                                       "Transcode results by what became of them (published, "
                                       "pending, duplicate, late, reopened, invalid).",

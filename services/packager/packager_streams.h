@@ -39,9 +39,10 @@ extern const cb_config_key_t pk_config_keys[];
 
 typedef struct pk_streams pk_streams_t;
 
+/* origin_port: where /time is served, for the default public_url. */
 int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
                    cb_kafka_producer_t *producer, cb_storage_t *storage, cb_metrics_t *metrics,
-                   int http_port, pk_streams_t **out, char *err, size_t errlen);
+                   int origin_port, pk_streams_t **out, char *err, size_t errlen);
 int pk_streams_start(pk_streams_t *s);
 
 /* ready: the consumer's; drain: stop consuming, finish results in hand. */

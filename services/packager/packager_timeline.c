@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "defs.h"
 #include "log.h"
 
@@ -135,6 +136,8 @@ static int32_t intern_init(pk_timeline_t *tl, const char *key)
     for (i = tl->ninits; i-- > 0;)
         if (strcmp(tl->inits[i], key) == 0)
             return (int32_t) i;
+    if (tl->ninits == PK_MAX_INITS)
+        return -1; /* an encoder configuration per segment: refuse */
     if (tl->ninits == tl->capinits) {
         size_t cap = tl->capinits ? tl->capinits * 2 : 8;
         char **n = realloc(tl->inits, cap * sizeof(*n));
@@ -151,8 +154,22 @@ static int32_t intern_init(pk_timeline_t *tl, const char *key)
 static int add_gap_entries(pk_timeline_t *tl, const pk_gap_t *g)
 {
     int64_t at = g->start_90k, end = g->start_90k + g->dur_90k;
-    uint8_t part = 0;
+    int32_t part = 0;
 
+    if (g->disc || !tl->anchored) {
+        /* a new clock from here: the failed result's, or carried on from
+         * the last entry (its end is this gap's start in wall time) */
+        int64_t wall = g->wall_ms;
+        if (!wall && tl->n) {
+            const pk_entry_t *last = pk_tl_entry(tl, tl->n - 1);
+            wall = last->pdt_ms ? last->pdt_ms + last->dur_90k / 90 : 0;
+        }
+        if (wall) {
+            tl->anchor_pts = at;
+            tl->anchor_ms = wall;
+            tl->anchored = true;
+        }
+    }
     while (at < end) {
         int64_t left = end - at, n = (left + tl->target_90k - 1) / tl->target_90k;
         int64_t d = left / n;
@@ -166,15 +183,6 @@ static int add_gap_entries(pk_timeline_t *tl, const pk_gap_t *g)
         e->gap = true;
         e->disc = g->disc && at == g->start_90k;
         e->part = part++;
-        if (e->disc || !tl->anchored) {
-            /* no wall clock to go by: keep the last one's */
-            if (!tl->anchored && tl->n) {
-                const pk_entry_t *last = pk_tl_entry(tl, tl->n - 1);
-                tl->anchor_ms = last->pdt_ms + last->dur_90k / 90;
-                tl->anchor_pts = at;
-                tl->anchored = last->pdt_ms != 0;
-            }
-        }
         e->pdt_ms = pdt_of(tl, at);
         commit_entry(tl, e);
         at += d;
@@ -187,25 +195,39 @@ static pk_gap_t *gap_find(const pk_timeline_t *tl, int64_t seq)
     size_t i;
 
     for (i = 0; i < tl->ngaps; i++)
-        if (tl->gaps[i].seq == seq)
+        if (seq >= tl->gaps[i].seq && seq - tl->gaps[i].seq < tl->gaps[i].count)
             return &tl->gaps[i];
     return NULL;
 }
 
 static int gap_record(pk_timeline_t *tl, const pk_gap_t *g)
 {
-    if (tl->ngaps == PK_MAX_GAPS) {
-        /* the oldest are long out of the window */
-        memmove(tl->gaps, tl->gaps + 1, (tl->ngaps - 1) * sizeof(*tl->gaps));
-        tl->ngaps--;
-    }
     if (!tl->gaps) {
         tl->gaps = calloc(PK_MAX_GAPS, sizeof(*tl->gaps));
         if (!tl->gaps)
             return -ENOMEM;
     }
+    if (tl->ngaps == PK_MAX_GAPS) {
+        /* the oldest are long out of the window */
+        memmove(tl->gaps, tl->gaps + 1, (tl->ngaps - 1) * sizeof(*tl->gaps));
+        tl->ngaps--;
+    }
     tl->gaps[tl->ngaps++] = *g;
     return 0;
+}
+
+/* Drop pending results of seqs below `seq` (given up on before they came). */
+static void drop_pending_below(pk_timeline_t *tl, int64_t seq)
+{
+    size_t k = 0, i;
+
+    while (k < tl->npending && tl->pending[k]->seq < seq)
+        release_done(tl->pending[k++]);
+    for (i = k; i < tl->npending; i++) {
+        tl->pending[i - k] = tl->pending[i];
+        tl->pending_since_ms[i - k] = tl->pending_since_ms[i];
+    }
+    tl->npending -= k;
 }
 
 static pk_rendition_t *rendition_for(pk_timeline_t *tl, const cb_proto_rendition_t *r)
@@ -267,6 +289,18 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
 {
     size_t i, k;
 
+    if (d->seq < 0 || d->seq >= PK_MAX_NUMBER) {
+        snprintf(err, errlen, "seq: out of range");
+        return -EINVAL;
+    }
+    if (d->start_pts_90k <= -PK_MAX_NUMBER || d->start_pts_90k >= PK_MAX_NUMBER) {
+        snprintf(err, errlen, "start_pts_90k: out of range");
+        return -EINVAL;
+    }
+    if (d->duration_90k < 0 || d->duration_90k > PK_MAX_GAP_90K) {
+        snprintf(err, errlen, "duration_90k: more than an hour");
+        return -EINVAL;
+    }
     if (d->status != CB_PROTO_TRANSCODE_DONE_STATUS_OK)
         return 0;
     if (d->renditions_count == 0) {
@@ -280,6 +314,12 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
     for (i = 0; i < d->renditions_count; i++) {
         const cb_proto_rendition_t *r = &d->renditions[i];
         for (k = 0; k < r->segments_count; k++) {
+            const cb_proto_media_segment_t *m = &r->segments[k];
+            if (m->start_pts_90k <= -PK_MAX_NUMBER || m->start_pts_90k >= PK_MAX_NUMBER ||
+                m->duration_90k <= 0 || m->duration_90k > PK_MAX_GAP_90K) {
+                snprintf(err, errlen, "renditions[%zu].segments[%zu]: time out of range", i, k);
+                return -EINVAL;
+            }
             if (k && r->segments[k].start_pts_90k < r->segments[k - 1].start_pts_90k) {
                 snprintf(err, errlen, "renditions[%zu].segments: not in time order", i);
                 return -EINVAL;
@@ -291,7 +331,12 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
 
 static int publish_failed(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
 {
-    pk_gap_t g = { d->seq, d->start_pts_90k, d->duration_90k, d->discontinuity };
+    pk_gap_t g = { .seq = d->seq,
+                   .count = 1,
+                   .start_90k = d->start_pts_90k,
+                   .dur_90k = d->duration_90k,
+                   .wall_ms = d->ingest_wallclock_ms,
+                   .disc = d->discontinuity };
     int rc;
 
     if (!gap_find(tl, d->seq) && (rc = gap_record(tl, &g)))
@@ -326,7 +371,7 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
         e->start_90k = rs->start_pts_90k;
         e->dur_90k = rs->duration_90k;
         e->disc = d->discontinuity && k == 0;
-        e->part = (uint8_t) CB_MIN(k, 255);
+        e->part = (int32_t) k;
         if (!tl->anchored || e->disc) {
             tl->anchor_pts = rs->start_pts_90k;
             tl->anchor_ms = d->ingest_wallclock_ms > 0 ? d->ingest_wallclock_ms
@@ -363,37 +408,43 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
     return 0;
 }
 
-/* Publish what can be published in order. Returns how many results went in. */
+/* Take pending[0] off the list. */
+static cb_proto_transcode_done_t *pop_pending(pk_timeline_t *tl)
+{
+    cb_proto_transcode_done_t *d = tl->pending[0];
+
+    memmove(tl->pending, tl->pending + 1, (tl->npending - 1) * sizeof(*tl->pending));
+    memmove(tl->pending_since_ms, tl->pending_since_ms + 1,
+            (tl->npending - 1) * sizeof(*tl->pending_since_ms));
+    tl->npending--;
+    return d;
+}
+
+/*
+ * Publish what can be published in order, up to the end of the session.
+ * Returns how many results (or given-up jobs) went in; -1 when out of
+ * memory before anything did.
+ */
 static int advance(pk_timeline_t *tl, bool *state_changed)
 {
     int published = 0;
 
-    for (;;) {
+    while (!tl->ended) {
         pk_gap_t *g = gap_find(tl, tl->next_seq);
         cb_proto_transcode_done_t *d;
 
-        if (g && !(tl->npending && tl->pending[0]->seq == tl->next_seq &&
-                   tl->pending[0]->status == CB_PROTO_TRANSCODE_DONE_STATUS_FAILED)) {
-            if (add_gap_entries(tl, g))
-                break;
-            if (tl->npending && tl->pending[0]->seq == tl->next_seq) {
-                /* given up on before it came: it stays a gap */
-                release_done(tl->pending[0]);
-                memmove(tl->pending, tl->pending + 1, (tl->npending - 1) * sizeof(*tl->pending));
-                memmove(tl->pending_since_ms, tl->pending_since_ms + 1,
-                        (tl->npending - 1) * sizeof(*tl->pending_since_ms));
-                tl->npending--;
-            }
-            tl->next_seq++;
+        if (g) {
+            /* given up on: its range once, at its first job */
+            if (tl->next_seq == g->seq && add_gap_entries(tl, g))
+                return published ? published : -1;
+            tl->next_seq = g->seq + g->count;
+            drop_pending_below(tl, tl->next_seq);
+            published++;
             continue;
         }
         if (!tl->npending || tl->pending[0]->seq != tl->next_seq)
             break;
-        d = tl->pending[0];
-        memmove(tl->pending, tl->pending + 1, (tl->npending - 1) * sizeof(*tl->pending));
-        memmove(tl->pending_since_ms, tl->pending_since_ms + 1,
-                (tl->npending - 1) * sizeof(*tl->pending_since_ms));
-        tl->npending--;
+        d = pop_pending(tl);
         if (d->status == CB_PROTO_TRANSCODE_DONE_STATUS_OK) {
             if (publish_ok(tl, d))
                 cb_log_error("stream %s: out of memory publishing job %lld", tl->stream,
@@ -415,7 +466,7 @@ static int advance(pk_timeline_t *tl, bool *state_changed)
     return published;
 }
 
-static void start_at(pk_timeline_t *tl, int64_t seq, int64_t now_ms)
+static void start_at(pk_timeline_t *tl, int64_t seq)
 {
     drop_entries(tl);
     tl->first_seq = seq;
@@ -426,8 +477,16 @@ static void start_at(pk_timeline_t *tl, int64_t seq, int64_t now_ms)
     tl->ended = false;
     tl->end_seq = -1;
     tl->anchored = false;
-    tl->started_ms = now_ms;
+    tl->front_pts = tl->front_pdt_ms = 0;
+    tl->started_ms = cb_clock_wall_ms();
     tl->session_seq = seq;
+}
+
+/* The session ended and results of the next one wait: start it. */
+static void reopen(pk_timeline_t *tl)
+{
+    start_at(tl, tl->end_seq + 1);
+    drop_pending_below(tl, tl->next_seq);
 }
 
 int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, bool *state_changed,
@@ -445,14 +504,11 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
     }
     if (tl->ended && d->seq > tl->end_seq) {
         /* a new publish session after the end: its own window */
-        for (i = 0; i < tl->npending; i++)
-            release_done(tl->pending[i]);
-        tl->npending = 0;
-        start_at(tl, tl->end_seq + 1, now_ms);
+        reopen(tl);
         *state_changed = true;
         res = PK_TL_REOPENED;
     } else if (tl->first_seq < 0 && d->seq == 0) {
-        start_at(tl, 0, now_ms); /* the stream's very first segment */
+        start_at(tl, 0); /* the stream's very first segment */
         *state_changed = true;
     }
     if (tl->next_seq >= 0 && d->seq < tl->next_seq) {
@@ -468,8 +524,13 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
     }
     if (tl->npending == PK_MAX_PENDING) {
         /* too far ahead: give up on what is missing now */
-        pk_tl_expire(tl, INT64_MAX, 0);
-        *state_changed = true;
+        if (pk_tl_expire(tl, INT64_MAX, 0) > 0)
+            *state_changed = true;
+        if (tl->npending == PK_MAX_PENDING) {
+            snprintf(err, errlen, "%d results wait already", PK_MAX_PENDING);
+            release_done(d);
+            return -ENOSPC;
+        }
     }
     for (at = tl->npending; at > 0 && tl->pending[at - 1]->seq > d->seq; at--) {
     }
@@ -491,26 +552,32 @@ int pk_tl_expire(pk_timeline_t *tl, int64_t now_ms, int64_t wait_ms)
 
     while (tl->npending && now_ms - pk_tl_waiting_since(tl) >= wait_ms) {
         const cb_proto_transcode_done_t *d = tl->pending[0];
-        int64_t seq;
+        int n;
 
         if (tl->next_seq < 0) {
             /* joined a stream in progress: start at the earliest result */
-            start_at(tl, d->seq, now_ms);
-        } else {
-            /* the jobs before it are given up: one gap covers their range */
-            pk_gap_t g = { tl->next_seq, tl->end_90k, d->start_pts_90k - tl->end_90k, false };
-            if (g.dur_90k < 0 || d->discontinuity || tl->n == 0)
-                g.dur_90k = 0; /* timestamps jumped: no range to fill */
-            for (seq = tl->next_seq; seq < d->seq; seq++) {
-                pk_gap_t x = g;
-                x.seq = seq;
-                if (seq != tl->next_seq)
-                    x.dur_90k = 0;
-                gap_record(tl, &x);
-            }
+            start_at(tl, d->seq);
+        } else if (tl->ended) {
+            /* the next session's results wait behind the end */
+            reopen(tl);
+            if (!tl->npending)
+                break;
+            d = tl->pending[0];
         }
-        int n = advance(tl, &changed);
-        if (n == 0)
+        if (d->seq > tl->next_seq) {
+            /* the jobs before it are given up: one gap covers their range,
+             * unless timestamps jumped (or the hole is implausibly long) */
+            pk_gap_t g = { .seq = tl->next_seq,
+                           .count = d->seq - tl->next_seq,
+                           .start_90k = tl->end_90k,
+                           .dur_90k = d->start_pts_90k - tl->end_90k };
+            if (g.dur_90k < 0 || g.dur_90k > PK_MAX_GAP_90K || d->discontinuity || tl->n == 0)
+                g.dur_90k = 0;
+            if (gap_record(tl, &g))
+                break;
+        }
+        n = advance(tl, &changed);
+        if (n <= 0)
             break; /* out of memory: try again on the next tick */
         published += n;
     }
@@ -521,7 +588,7 @@ int pk_tl_advance(pk_timeline_t *tl)
 {
     bool changed = false;
 
-    return tl->next_seq >= 0 ? advance(tl, &changed) : 0;
+    return tl->next_seq >= 0 ? CB_MAX(0, advance(tl, &changed)) : 0;
 }
 
 size_t pk_tl_window_start(const pk_timeline_t *tl, int64_t window_s)
@@ -568,6 +635,8 @@ int pk_tl_trim(pk_timeline_t *tl, int64_t window_s,
     }
     tl->head += cut;
     tl->n -= cut;
+    tl->front_pts = pk_tl_entry(tl, 0)->start_90k;
+    tl->front_pdt_ms = pk_tl_entry(tl, 0)->pdt_ms;
     tl->window_msn = pk_tl_entry(tl, 0)->msn;
     tl->first_seq = pk_tl_entry(tl, 0)->seq;
     tl->first_msn = pk_tl_entry(tl, 0)->msn - pk_tl_entry(tl, 0)->part;
@@ -583,63 +652,118 @@ json_t *pk_tl_state_dump(const pk_timeline_t *tl)
 
     for (i = 0; gaps && i < tl->ngaps; i++) {
         const pk_gap_t *g = &tl->gaps[i];
-        if (g->seq >= tl->first_seq)
-            json_array_append_new(gaps, json_pack("[I,I,I,b]", (json_int_t) g->seq,
-                                                  (json_int_t) g->start_90k,
-                                                  (json_int_t) g->dur_90k, g->disc));
+        if (g->seq + g->count > tl->first_seq)
+            json_array_append_new(gaps, json_pack("[I,I,I,I,I,b]", (json_int_t) g->seq,
+                                                  (json_int_t) g->count, (json_int_t) g->start_90k,
+                                                  (json_int_t) g->dur_90k, (json_int_t) g->wall_ms,
+                                                  g->disc));
     }
-    st = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:o}", "v", STATE_VERSION,
-                   "stream_id", tl->stream, "first_seq", (json_int_t) tl->first_seq, "first_msn",
-                   (json_int_t) tl->first_msn, "window_msn", (json_int_t) tl->window_msn,
-                   "disc_seq", (json_int_t) tl->disc_seq, "ended", tl->ended, "end_seq",
-                   (json_int_t) tl->end_seq, "started_ms", (json_int_t) tl->started_ms,
-                   "session_seq", (json_int_t) tl->session_seq, "gaps", gaps);
+    st = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:o}", "v",
+                   STATE_VERSION, "stream_id", tl->stream, "first_seq", (json_int_t) tl->first_seq,
+                   "first_msn", (json_int_t) tl->first_msn, "window_msn",
+                   (json_int_t) tl->window_msn, "disc_seq", (json_int_t) tl->disc_seq, "ended",
+                   tl->ended, "end_seq", (json_int_t) tl->end_seq, "started_ms",
+                   (json_int_t) tl->started_ms, "session_seq", (json_int_t) tl->session_seq,
+                   "front_pts", (json_int_t) tl->front_pts, "front_pdt_ms",
+                   (json_int_t) tl->front_pdt_ms, "gaps", gaps);
     return st;
+}
+
+/* An integer member in [lo, hi]; 0, or -EINVAL naming it. */
+static int state_int(const json_t *st, const char *name, int64_t lo, int64_t hi, int64_t *out,
+                     char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(st, name);
+
+    if (!json_is_integer(v)) {
+        snprintf(err, errlen, "packager state: %s: %s", name, v ? "not an integer" : "missing");
+        return -EINVAL;
+    }
+    *out = json_integer_value(v);
+    if (*out < lo || *out > hi) {
+        snprintf(err, errlen, "packager state: %s: %lld is out of range", name, (long long) *out);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errlen)
 {
-    json_int_t v = 0, first_seq, first_msn, window_msn, disc_seq, end_seq, started, session;
-    int ended = 0;
-    json_t *gaps = NULL, *g;
-    json_error_t je;
-    size_t i;
+    const int64_t N = PK_MAX_NUMBER;
+    int64_t v, first_seq, first_msn, window_msn, disc_seq, end_seq, started, session, fpts, fpdt;
+    const json_t *gaps, *g, *ended = json_object_get(st, "ended");
+    pk_gap_t *loaded;
+    size_t i, n;
 
-    if (json_unpack_ex((json_t *) st, &je, 0, "{s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:o}",
-                       "v", &v, "first_seq", &first_seq, "first_msn", &first_msn, "window_msn",
-                       &window_msn, "disc_seq", &disc_seq, "ended", &ended, "end_seq", &end_seq,
-                       "started_ms", &started, "session_seq", &session, "gaps", &gaps) ||
-        !json_is_array(gaps)) {
-        snprintf(err, errlen, "packager state: %s", je.text[0] ? je.text : "gaps: not an array");
+    if (!json_is_object(st)) {
+        snprintf(err, errlen, "packager state: not an object");
         return -EINVAL;
     }
-    if (v != STATE_VERSION || first_seq < -1 || first_msn < 0 || window_msn < first_msn ||
-        disc_seq < 0) {
-        snprintf(err, errlen, "packager state: version %lld or numbers out of range",
-                 (long long) v);
+    if (state_int(st, "v", STATE_VERSION, STATE_VERSION, &v, err, errlen) ||
+        state_int(st, "first_seq", -1, N, &first_seq, err, errlen) ||
+        state_int(st, "first_msn", 0, N, &first_msn, err, errlen) ||
+        state_int(st, "window_msn", 0, N, &window_msn, err, errlen) ||
+        state_int(st, "disc_seq", 0, N, &disc_seq, err, errlen) ||
+        state_int(st, "end_seq", -1, N, &end_seq, err, errlen) ||
+        state_int(st, "started_ms", 0, N, &started, err, errlen) ||
+        state_int(st, "session_seq", -1, N, &session, err, errlen) ||
+        state_int(st, "front_pts", -N, N, &fpts, err, errlen) ||
+        state_int(st, "front_pdt_ms", 0, N, &fpdt, err, errlen))
+        return -EINVAL;
+    if (!json_is_boolean(ended)) {
+        snprintf(err, errlen, "packager state: ended: not a boolean");
         return -EINVAL;
     }
+    if (window_msn < first_msn) {
+        snprintf(err, errlen, "packager state: window_msn: before first_msn");
+        return -EINVAL;
+    }
+    gaps = json_object_get(st, "gaps");
+    n = json_array_size(gaps);
+    if (!json_is_array(gaps) || n > PK_MAX_GAPS) {
+        snprintf(err, errlen, "packager state: gaps: not an array of at most %d", PK_MAX_GAPS);
+        return -EINVAL;
+    }
+    loaded = calloc(PK_MAX_GAPS, sizeof(*loaded));
+    if (!loaded)
+        return -ENOMEM;
+    json_array_foreach(gaps, i, g)
+    {
+        json_int_t seq, count, start, dur, wall;
+        int disc;
+        if (json_unpack((json_t *) g, "[I,I,I,I,I,b]", &seq, &count, &start, &dur, &wall, &disc) ||
+            seq < 0 || seq >= N || count < 1 || count >= N || start <= -N || start >= N ||
+            dur < 0 || dur > PK_MAX_GAP_90K || wall < 0 || wall >= N) {
+            snprintf(err, errlen,
+                     "packager state: gaps[%zu]: not [seq, count, start, duration, wall clock, "
+                     "discontinuity] within range",
+                     i);
+            free(loaded);
+            return -EINVAL;
+        }
+        loaded[i] = (pk_gap_t){ seq, count, start, dur, wall, disc };
+    }
+    /* all checked: only now does the timeline change */
+    free(tl->gaps);
+    tl->gaps = loaded;
+    tl->ngaps = n;
     tl->first_seq = first_seq;
     tl->first_msn = first_msn;
     tl->window_msn = window_msn;
     tl->disc_seq = disc_seq;
-    tl->ended = ended;
+    tl->ended = json_is_true(ended);
     tl->end_seq = end_seq;
     tl->started_ms = started;
     tl->session_seq = session;
+    tl->front_pts = fpts;
+    tl->front_pdt_ms = fpdt;
     tl->next_seq = first_seq;
     tl->next_msn = first_msn;
-    tl->ngaps = 0;
-    json_array_foreach(gaps, i, g)
-    {
-        json_int_t seq, start, dur;
-        int disc;
-        if (json_unpack(g, "[I,I,I,b]", &seq, &start, &dur, &disc) || dur < 0) {
-            snprintf(err, errlen, "packager state: gaps[%zu] is not [seq, start, duration, disc]",
-                     i);
-            return -EINVAL;
-        }
-        gap_record(tl, &(pk_gap_t){ seq, start, dur, disc });
+    if (fpdt) {
+        /* the clock at the front, until a result or a discontinuity says otherwise */
+        tl->anchor_pts = fpts;
+        tl->anchor_ms = fpdt;
+        tl->anchored = true;
     }
     return 0;
 }

@@ -35,6 +35,12 @@
 #define PK_MAX_RENDITIONS 16
 #define PK_MAX_PENDING    64 /* results held behind a missing one */
 #define PK_MAX_GAPS       4096
+#define PK_MAX_INITS      1024
+/* Bounds on what a result or a state may say, so no sum overflows and no
+ * gap makes unbounded entries: timestamps and sequence numbers within
+ * 2^53 (JSON's exact integers), one gap's range within an hour. */
+#define PK_MAX_NUMBER  (INT64_C(1) << 53)
+#define PK_MAX_GAP_90K (INT64_C(3600) * 90000)
 
 typedef struct pk_rendition {
     char name[33];
@@ -61,14 +67,17 @@ typedef struct pk_entry {
     int64_t pdt_ms; /* wall clock of its first sample */
     bool gap;
     bool disc;          /* a discontinuity before it */
-    uint8_t part;       /* its index among the entries of its job */
+    int32_t part;       /* its index among the entries of its job */
     pk_piece_t *pieces; /* [npieces], by rendition index; NULL for a gap */
     uint8_t npieces;
 } pk_entry_t;
 
 typedef struct pk_gap {
-    int64_t seq, start_90k, dur_90k; /* dur 0: the job is missing but its range is
-                                      * covered by the gap of an earlier one */
+    int64_t seq;                /* the first job given up */
+    int64_t count;              /* jobs seq .. seq + count - 1 */
+    int64_t start_90k, dur_90k; /* the time range the gap entries cover (dur 0: none) */
+    int64_t wall_ms;            /* wall clock of its start when a discontinuity re-anchors
+                              * there (a failed result's ingest clock); 0: unknown */
     bool disc;
 } pk_gap_t;
 
@@ -91,10 +100,12 @@ typedef struct pk_timeline {
     int64_t disc_seq;   /* discontinuities that left the window */
     pk_gap_t *gaps;     /* jobs declared missing or failed, by seq */
     size_t ngaps;
-    bool ended;          /* the session ended */
-    int64_t end_seq;     /* the job that ended it */
-    int64_t started_ms;  /* wall clock of the session's start */
-    int64_t session_seq; /* the job the session started with (names its VOD asset) */
+    bool ended;                      /* the session ended */
+    int64_t end_seq;                 /* the job that ended it */
+    int64_t started_ms;              /* wall clock of the session's start */
+    int64_t front_pts, front_pdt_ms; /* the clock at the window's front, so a replay
+                                      * that starts in a gap still has one */
+    int64_t session_seq;             /* the job the session started with (names its VOD asset) */
 
     int64_t next_seq; /* the next job to publish */
     int64_t next_msn;
@@ -133,8 +144,12 @@ const char *pk_tl_init(const pk_timeline_t *tl, const pk_piece_t *p);
 /*
  * Add a result. The timeline takes `d` (released and freed by it). Returns
  * a pk_tl_result_t, or -EINVAL with the reason in err (a result that does
- * not fit: rendition without segments, too many renditions...), -ENOMEM.
+ * not fit: rendition without segments, too many renditions, numbers out of
+ * range...), -ENOSPC (too many results waiting: try again later), -ENOMEM.
  * *state_changed tells the caller to store the state again.
+ *
+ * A result after the end of a session (seq above end_seq) starts the next
+ * session; results that wait behind the end do too, once waited for.
  */
 int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, bool *state_changed,
               char *err, size_t errlen);

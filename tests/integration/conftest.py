@@ -346,6 +346,12 @@ class Daemon:
                 "CASTBUS_WORK_DIR": str(tmpdir / "ingest-work"),
                 "CASTBUS_STORAGE_FSYNC": "false",
             })
+        self.origin_port = None
+        if name == "packager":
+            # the origin has its own port; url() sends /live, /vod and /time there
+            self.origin_port = free_port()
+            env["CASTBUS_ORIGIN_HOST"] = "127.0.0.1"
+            env["CASTBUS_ORIGIN_PORT"] = str(self.origin_port)
         env.update(extra_env or {})
         self.env = env
         self.log = open(self.log_path, "w")
@@ -353,7 +359,8 @@ class Daemon:
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        origin = self.origin_port and path.startswith(("/live/", "/vod/", "/time"))
+        return f"http://127.0.0.1:{self.origin_port if origin else self.port}{path}"
 
     def get(self, path, key=None, **kw):
         return self.request("GET", path, key, **kw)

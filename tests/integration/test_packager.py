@@ -178,8 +178,15 @@ def test_results_become_hls_and_dash_in_order(start_daemon, results, storage):
     assert 'AUDIO="audio"' in inf[0]
     assert re.search(r'#EXT-X-MEDIA:TYPE=AUDIO.*URI="audio.m3u8"', master)
 
-    mpd = ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content)
     ns = {"d": "urn:mpeg:dash:schema:mpd:2011"}
+
+    def mpd_with(n):
+        # each manifest is its own file: the MPD may lag the playlist by a moment
+        m = ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content)
+        ss = m.findall("d:Period/d:AdaptationSet/d:Representation/d:SegmentTemplate/"
+                       "d:SegmentTimeline/d:S", ns)
+        return m if sum(1 + int(x.get("r", "0")) for x in ss) >= n else None
+    mpd = wait_until(lambda: mpd_with(8), 30, what="the MPD with 8 segments")
     assert mpd.get("type") == "dynamic"
     for attr in ("availabilityStartTime", "timeShiftBufferDepth", "minimumUpdatePeriod",
                  "suggestedPresentationDelay"):
@@ -256,7 +263,12 @@ def test_kill9_restart_keeps_sequence_numbers_and_window(start_daemon, stack, st
     p = start_packager(start_daemon, storage)
     results.done(s, 5)
     results.done(s, 7)
-    after = wait_until(lambda: at("10", 6), 60, what="the window after the restart")
+    try:
+        after = wait_until(lambda: at("10", 6), 60, what="the window after the restart")
+    except BaseException:
+        print(playlist(p, f"/live/{s}/720p.m3u8"))
+        print(p.log_text()[-5000:])
+        raise
     # the entries listed before keep their numbers, and the window is full again
     assert segments(before)[0][0] == f"720p/{START + 4 * SEG}.m4s"
     uris = [u for u, _, _ in segments(after)]

@@ -1,7 +1,7 @@
 vcl 4.1;
 
 # deploy/compose/varnish/default.vcl - the CDN edge of the compose stack: caches
-# HLS/DASH from the packager origin (packager:8080). Purge and xkey handling arrive
+# HLS/DASH from the packager origin (packager:8090). Purge and xkey handling arrive
 # with their own issue; until then objects simply expire.
 #
 # TTLs when the origin sends no Cache-Control of its own:
@@ -13,12 +13,12 @@ vcl 4.1;
 
 backend packager {
     .host = "packager";
-    .port = "8080";
+    .port = "8090";
     .connect_timeout = 2s;
     .first_byte_timeout = 15s;
     .between_bytes_timeout = 10s;
     .probe = {
-        .url = "/healthz";
+        .url = "/time";
         .interval = 5s;
         .timeout = 2s;
         .window = 5;

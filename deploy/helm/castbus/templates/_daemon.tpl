@@ -157,8 +157,9 @@ spec:
 {{- end }}
 
 {{/*
-The publish Service of a daemon with listeners (ingest): <name>-publish,
-for encoders from outside, next to the admin Service. Its ports are the
+The publish Service of a daemon with listeners: <name>-publish for ingest's
+encoders from outside, <name>-origin for the packager's CDN edges, next to
+the admin Service. Its ports are the
 container ports (the publish URLs ingest hands out carry them). Labelled
 castbus.io/service: publish, which the ServiceMonitors leave out.
 */}}
@@ -171,7 +172,7 @@ castbus.io/service: publish, which the ServiceMonitors leave out.
 apiVersion: v1
 kind: Service
 metadata:
-  name: {{ printf "%s-publish" .name | trunc 63 | trimSuffix "-" }}
+  name: {{ printf "%s-%s" .name (.meta.publishSuffix | default "publish") | trunc 63 | trimSuffix "-" }}
   namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "castbus.labels" (dict "root" .root "component" .daemon) | nindent 4 }}

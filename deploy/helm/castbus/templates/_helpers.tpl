@@ -71,6 +71,8 @@ Daemons that clients reach from outside also have:
   publicHost the setting that gets <key>.publicHost
   playbackBaseUrl  the setting that gets playback.baseUrl
   secrets    top-level secret blocks it reads besides the common ones (srt)
+  publishSuffix  the name of its listeners' Service, <name>-<suffix>
+             (default publish)
 */}}
 {{- define "castbus.daemonTable" -}}
 ingest:
@@ -97,6 +99,9 @@ transcode-worker:
 packager:
   key: packager
   deps: [kafka, storage]
+  listeners:
+    origin: {env: CASTBUS_ORIGIN_PORT, protocol: TCP}
+  publishSuffix: origin
   scaler: kafka
   topics:
     media.transcode.done: 12
