@@ -336,14 +336,20 @@ run: bootstrap
 
 # ---- benchmarks (not part of make test: they take minutes and want a quiet machine) ----
 
-.PHONY: bench bench-ingest bench-transcode
-bench: bench-ingest bench-transcode
+.PHONY: bench bench-ingest bench-transcode bench-packager bench-origin
+bench: bench-ingest bench-transcode bench-packager bench-origin
 
 bench-ingest: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/ingest $(BENCH_ARGS)
 
 bench-transcode: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/transcode $(BENCH_ARGS)
+
+bench-packager: bootstrap all
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/packager $(BENCH_ARGS)
+
+bench-origin: bootstrap all
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/origin $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

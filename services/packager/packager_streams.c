@@ -742,8 +742,9 @@ static void *ticker_main(void *arg)
 
 /* ---- life cycle ---- */
 
-static const double update_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                         0.1,   0.25,   0.5,   1,    2.5,   5 };
+static const double update_buckets[] = { 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
+                                         0.02,  0.03,  0.05,  0.1,   0.25,  0.5,    1,    2.5,
+                                         5 };
 
 int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
                    cb_kafka_producer_t *producer, cb_storage_t *storage, cb_metrics_t *metrics,
