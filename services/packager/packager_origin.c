@@ -24,6 +24,7 @@
 #include "defs.h"
 #include "log.h"
 #include "packager_text.h"
+#include "packager_token.h"
 #include "route.h"
 
 #define MAX_OBJECT   (256u << 20) /* largest file served */
@@ -76,6 +77,14 @@ const cb_config_key_t pk_origin_config_keys[] = {
       .offset = offsetof(pk_origin_config_t, segment_max_age_ms),
       .help = "Cache-Control max-age of init and media segments (immutable: a name is never "
               "reused for other bytes)." },
+    { .name = "signing_key",
+      .type = CB_CONFIG_STRING,
+      .flags = CB_CONFIG_SECRET,
+      .def = "",
+      .offset = offsetof(pk_origin_config_t, signing_key),
+      .help = "HMAC-SHA256 key of signed playback URLs (streams packaged with signed_playback "
+              "are refused without a valid token); also what POST .../playback-token signs "
+              "with." },
     { .name = "cors_origins",
       .type = CB_CONFIG_STRING,
       .def = "*",
@@ -85,6 +94,7 @@ const cb_config_key_t pk_origin_config_keys[] = {
 };
 
 typedef struct asset_src {
+    bool signed_playback;
     char asset[65];
     char source[96];
 } asset_src_t;
@@ -106,8 +116,6 @@ struct pk_origin {
     cb_metric_t *m_served, *m_bytes;
 };
 
-typedef enum what { MANIFEST, INIT, SEGMENT } what_t;
-
 static const char *ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -115,18 +123,22 @@ static const char *ends_with(const char *s, const char *suffix)
     return n > k && strcmp(s + n - k, suffix) == 0 ? s + n - k : NULL;
 }
 
-/*
- * Split "<name>/<file>" or "<name>/<rendition>/<file>" and check it is a
- * file players may have. Fills name, the path below it and what it is.
- */
-static bool parse_path(const char *path, char *name, char *rest, char *rendition, what_t *what)
+bool pk_origin_parse_path(const char *path, char name[65], char token[PK_TOKEN_MAX], char rest[160],
+                          char rendition[65], pk_origin_what_t *what)
 {
     char buf[CB_ROUTE_VALUE_MAX], *parts[4];
     size_t n = 0;
     char *save = NULL, *tok;
 
     snprintf(buf, sizeof(buf), "%s", path);
+    token[0] = '\0';
     for (tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (n == 1 && tok[0] == '~' && !token[0]) {
+            if (strlen(tok) >= PK_TOKEN_MAX)
+                return false;
+            snprintf(token, PK_TOKEN_MAX, "%s", tok);
+            continue;
+        }
         if (n == 3)
             return false;
         parts[n++] = tok;
@@ -140,7 +152,7 @@ static bool parse_path(const char *path, char *name, char *rest, char *rendition
         if (!(strcmp(parts[1], "manifest.mpd") == 0 || (dot && dot > parts[1])))
             return false;
         snprintf(rest, 80, "%s", parts[1]);
-        *what = MANIFEST;
+        *what = PK_MANIFEST;
         return pk_name_ok(parts[1]);
     }
     if (!pk_name_ok(parts[1]) || !pk_name_ok(parts[2]) || strcmp(parts[1], "done") == 0 ||
@@ -148,7 +160,7 @@ static bool parse_path(const char *path, char *name, char *rest, char *rendition
         return false;
     if (ends_with(parts[2], ".m4s")) {
         size_t digits = strspn(parts[2], "0123456789");
-        *what = SEGMENT;
+        *what = PK_SEGMENT;
         if (parts[2][digits] == '.' && digits > 0 && digits < 13) {
             /* players ask for "<start>.m4s"; the worker wrote it with 13 digits */
             snprintf(rendition, 65, "%s", parts[1]);
@@ -156,7 +168,7 @@ static bool parse_path(const char *path, char *name, char *rest, char *rendition
             return true;
         }
     } else if (strncmp(parts[2], "init", 4) == 0 && ends_with(parts[2], ".mp4"))
-        *what = INIT;
+        *what = PK_INIT;
     else
         return false;
     snprintf(rendition, 65, "%s", parts[1]);
@@ -164,7 +176,8 @@ static bool parse_path(const char *path, char *name, char *rest, char *rendition
     return true;
 }
 
-static int asset_source(pk_origin_t *o, const char *asset, char *out, size_t outlen)
+static int asset_source(pk_origin_t *o, const char *asset, char *out, size_t outlen,
+                        bool *signed_playback)
 {
     size_t i;
     int rc;
@@ -173,20 +186,54 @@ static int asset_source(pk_origin_t *o, const char *asset, char *out, size_t out
     for (i = 0; i < o->ncache; i++) {
         if (strcmp(o->cache[i].asset, asset) == 0) {
             snprintf(out, outlen, "%s", o->cache[i].source);
+            *signed_playback = o->cache[i].signed_playback;
             pthread_mutex_unlock(&o->lock);
             return 0;
         }
     }
     pthread_mutex_unlock(&o->lock);
-    rc = pk_streams_asset_source(o->streams, asset, out, outlen);
+    rc = pk_streams_asset_source(o->streams, asset, out, outlen, signed_playback);
     if (rc == 0) {
         pthread_mutex_lock(&o->lock);
         i = o->ncache < ASSET_CACHE ? o->ncache++ : o->next++ % ASSET_CACHE;
         snprintf(o->cache[i].asset, sizeof(o->cache[i].asset), "%s", asset);
         snprintf(o->cache[i].source, sizeof(o->cache[i].source), "%s", out);
+        o->cache[i].signed_playback = *signed_playback;
         pthread_mutex_unlock(&o->lock);
     }
     return rc;
+}
+
+/* 0 when the request may have the file; else the answer was given. */
+static int check_signed(pk_origin_t *o, cb_http_req_t *req, bool vod, const char *name,
+                        const char *token)
+{
+    char scope[80];
+    pk_token_verdict_t v;
+
+    if (!o->cfg.signing_key || !o->cfg.signing_key[0]) {
+        cb_http_reply_error(req, 403, "forbidden", NULL,
+                            "this stream needs signed URLs and no signing key is configured");
+        return -1;
+    }
+    if (!token[0]) {
+        cb_http_reply_error(req, 403, "forbidden", NULL, "this stream needs a signed URL");
+        return -1;
+    }
+    snprintf(scope, sizeof(scope), "%s/%s", vod ? "vod" : "live", name);
+    v = pk_token_check(o->cfg.signing_key, scope, token, cb_clock_wall_ms() / 1000,
+                       cb_http_req_peer(req));
+    if (v == PK_TOKEN_EXPIRED) {
+        cb_http_reply_error(req, 410, "expired", NULL, "the signed URL has expired");
+        return -1;
+    }
+    if (v != PK_TOKEN_OK) {
+        cb_http_reply_error(req, 403, "forbidden", NULL,
+                            v == PK_TOKEN_WRONG_IP ? "the signed URL is bound to another address"
+                                                   : "the signed URL is not valid");
+        return -1;
+    }
+    return 0;
 }
 
 static void http_date(int64_t ms, char out[40])
@@ -239,11 +286,11 @@ static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *t
     return 1;
 }
 
-static const char *content_type(what_t what, const char *rest)
+static const char *content_type(pk_origin_what_t what, const char *rest)
 {
-    if (what == MANIFEST)
+    if (what == PK_MANIFEST)
         return ends_with(rest, ".mpd") ? "application/dash+xml" : "application/vnd.apple.mpegurl";
-    return what == INIT ? "video/mp4" : "video/iso.segment";
+    return what == PK_INIT ? "video/mp4" : "video/iso.segment";
 }
 
 /*
@@ -281,34 +328,40 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
     pk_origin_t *o = arg;
     const char *path = cb_http_req_param(req, "path");
     char name[65], rest[160], rendition[65], key[CB_STORAGE_KEY_MAX], src[96];
+    char token[PK_TOKEN_MAX];
+    bool signed_playback = false;
     char etag[64], lastmod[40], cache[64], tags[256], range[96];
     const char *inm, *ims;
     cb_storage_stat_t st;
     uint64_t from = 0, to = 0, len;
     int fd = -1;
-    what_t what;
+    pk_origin_what_t what;
     cb_buf_t b;
     int rc, r;
 
     cors(o, req);
-    if (!path || !parse_path(path, name, rest, rendition, &what))
+    if (!path || !pk_origin_parse_path(path, name, token, rest, rendition, &what))
         return cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
                                    cb_http_req_path(req));
-    if (!vod || what == MANIFEST) {
-        snprintf(key, sizeof(key), "%s/%s/%s", vod ? "vod" : "live", name, rest);
+    if (!vod) {
+        rc = pk_streams_signed(o->streams, "live", name, &signed_playback);
+        snprintf(key, sizeof(key), "live/%s/%s", name, rest);
     } else {
-        rc = asset_source(o, name, src, sizeof(src));
+        rc = asset_source(o, name, src, sizeof(src), &signed_playback);
         if (rc == -ENOENT) {
             /* an upload still being packaged: its files are its own */
             snprintf(src, sizeof(src), "vod/%s", name);
-            rc = 0;
+            rc = pk_streams_signed(o->streams, "vod", name, &signed_playback);
         }
-        if (rc)
-            return cb_http_reply_error(req, rc == -ENOENT ? 404 : 503,
-                                       rc == -ENOENT ? "not_found" : "unavailable", NULL,
-                                       "no such file: %s", cb_http_req_path(req));
-        snprintf(key, sizeof(key), "%s/%s", src, rest);
+        if (what == PK_MANIFEST)
+            snprintf(key, sizeof(key), "vod/%s/%s", name, rest);
+        else
+            snprintf(key, sizeof(key), "%s/%s", src, rest);
     }
+    if (rc)
+        return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
+    if (signed_playback && check_signed(o, req, vod, name, token))
+        return CB_HTTP_DONE;
     rc = open_object(o, key, &fd, &st);
     if (rc == 0 && st.size > MAX_OBJECT)
         rc = -EFBIG;
@@ -323,7 +376,7 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
     }
     snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", st.size, (uint64_t) st.mtime_ms);
     http_date(st.mtime_ms, lastmod);
-    if (what != MANIFEST)
+    if (what != PK_MANIFEST)
         snprintf(cache, sizeof(cache), "public, max-age=%lld, immutable",
                  (long long) o->cfg.segment_max_age_ms / 1000);
     else
@@ -439,6 +492,69 @@ static int get_time(cb_http_req_t *req, void *arg)
     return cb_http_reply(req, 200, "text/plain", now, strlen(now));
 }
 
+/* POST /v1/streams/{id}/playback-token, /v1/assets/{id}/playback-token */
+static int mint(cb_http_req_t *req, pk_origin_t *o, bool vod)
+{
+    const char *id = cb_http_req_param(req, "id"), *ip = NULL, *body;
+    char token[PK_TOKEN_MAX], scope[80], hls[256], dash[256];
+    json_int_t ttl = 3600;
+    json_t *doc = NULL, *v;
+    int64_t expires;
+    size_t len;
+
+    if (!pk_name_ok(id))
+        return cb_http_reply_error(req, 400, "invalid_field", "id", "id: not a stream name");
+    if (!o->cfg.signing_key || !o->cfg.signing_key[0])
+        return cb_http_reply_error(req, 409, "not_configured", NULL,
+                                   "no signing key is configured (CASTBUS_SIGNING_KEY)");
+    body = cb_http_req_body(req, &len);
+    if (len) {
+        doc = json_loadb(body, len, 0, NULL);
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            return cb_http_reply_error(req, 400, "invalid_json", NULL,
+                                       "the body is not a JSON object");
+        }
+    }
+    v = json_object_get(doc, "ttl_s");
+    if (v &&
+        (!json_is_integer(v) || json_integer_value(v) < 10 || json_integer_value(v) > 7 * 86400)) {
+        json_decref(doc);
+        return cb_http_reply_error(req, 400, "invalid_field", "ttl_s",
+                                   "ttl_s: an integer of seconds, 10 to 604800");
+    }
+    if (v)
+        ttl = json_integer_value(v);
+    v = json_object_get(doc, "ip");
+    if (v && !json_is_string(v)) {
+        json_decref(doc);
+        return cb_http_reply_error(req, 400, "invalid_field", "ip", "ip: an IPv4 address");
+    }
+    ip = v ? json_string_value(v) : NULL;
+    expires = cb_clock_wall_ms() / 1000 + ttl;
+    snprintf(scope, sizeof(scope), "%s/%s", vod ? "vod" : "live", id);
+    if (pk_token_mint(o->cfg.signing_key, scope, expires, ip, token)) {
+        json_decref(doc);
+        return cb_http_reply_error(req, 400, "invalid_field", "ip", "ip: an IPv4 address");
+    }
+    json_decref(doc);
+    snprintf(hls, sizeof(hls), "/%s/%s/%s/master.m3u8", vod ? "vod" : "live", id, token);
+    snprintf(dash, sizeof(dash), "/%s/%s/%s/manifest.mpd", vod ? "vod" : "live", id, token);
+    return cb_http_reply_json(req, 200,
+                              json_pack("{s:s, s:I, s:s, s:s}", "token", token, "expires_at_ms",
+                                        (json_int_t) expires * 1000, "hls", hls, "dash", dash));
+}
+
+static int mint_stream(cb_http_req_t *req, void *arg)
+{
+    return mint(req, arg, false);
+}
+
+static int mint_asset(cb_http_req_t *req, void *arg)
+{
+    return mint(req, arg, true);
+}
+
 static const cb_http_route_t *origin_routes(pk_origin_t *o, size_t *n)
 {
     static cb_http_route_t routes[5];
@@ -508,9 +624,16 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
                                     "Body bytes the origin sent, by tree.",
                                     (const char *[]){ "tree", NULL });
     routes = origin_routes(o, &nroutes);
-    if (cfg->port == 0) {
+    {
+        const cb_http_route_t admin[] = {
+            { "POST", "/v1/streams/{id}/playback-token", CB_ROLE_EDITOR, 0, mint_stream, o },
+            { "POST", "/v1/assets/{id}/playback-token", CB_ROLE_EDITOR, 0, mint_asset, o },
+        };
+        rc = cb_daemon_add_routes(d, admin, CB_ARRAY_LEN(admin));
+    }
+    if (rc == 0 && cfg->port == 0) {
         rc = cb_daemon_add_routes(d, routes, nroutes);
-    } else {
+    } else if (rc == 0) {
         cb_http_config_t hc = {
             .host = cfg->host,
             .port = cfg->port,

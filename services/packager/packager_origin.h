@@ -25,8 +25,11 @@
 #ifndef PACKAGER_ORIGIN_H
 #define PACKAGER_ORIGIN_H
 
+#include <stdbool.h>
+
 #include "daemon.h"
 #include "packager_streams.h"
+#include "packager_token.h"
 #include "storage.h"
 
 typedef struct pk_origin_config {
@@ -37,11 +40,24 @@ typedef struct pk_origin_config {
     int64_t vod_max_age_ms;     /* Cache-Control of VOD manifests */
     int64_t segment_max_age_ms; /* Cache-Control of segments */
     char *cors_origins;         /* Access-Control-Allow-Origin: "*" or one origin */
+    char *signing_key;          /* HMAC key of signed playback URLs; "": none */
 } pk_origin_config_t;
 
 extern const cb_config_key_t pk_origin_config_keys[];
 
 typedef struct pk_origin pk_origin_t;
+
+typedef enum pk_origin_what { PK_MANIFEST, PK_INIT, PK_SEGMENT } pk_origin_what_t;
+
+/*
+ * Split a request path below /live/ or /vod/: "<name>[/~<token>]/<file>"
+ * or "<name>[/~<token>]/<rendition>/<file>", and check it is a file players
+ * may have. Fills the name, the signed-URL token ("" without), the storage
+ * path below the name (a segment's 13-digit file name), the rendition ("" for
+ * manifests) and what it is. False: 404.
+ */
+bool pk_origin_parse_path(const char *path, char name[65], char token[PK_TOKEN_MAX], char rest[160],
+                          char rendition[65], pk_origin_what_t *what);
 
 /* Create the origin and its routes (on its servers, or on the daemon's). */
 int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_streams_t *streams,

@@ -742,9 +742,9 @@ static void *ticker_main(void *arg)
 
 /* ---- life cycle ---- */
 
-static const double update_buckets[] = { 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
-                                         0.02,  0.03,  0.05,  0.1,   0.25,  0.5,    1,    2.5,
-                                         5 };
+static const double update_buckets[] = { 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075,
+                                         0.01,  0.015, 0.02,  0.03,  0.05,  0.1,
+                                         0.25,  0.5,   1,     2.5,   5 };
 
 int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
                    cb_kafka_producer_t *producer, cb_storage_t *storage, cb_metrics_t *metrics,
@@ -900,7 +900,8 @@ static json_t *load_asset(pk_streams_t *s, const char *asset, int *rc)
     return doc;
 }
 
-int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, size_t outlen)
+int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, size_t outlen,
+                            bool *signed_playback)
 {
     int rc;
     json_t *doc = load_asset(s, asset_id, &rc);
@@ -910,8 +911,39 @@ int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, si
         rc = -EINVAL;
     if (src)
         snprintf(out, outlen, "%s", src);
+    *signed_playback = json_is_true(json_object_get(doc, "signed_playback"));
     json_decref(doc);
     return rc;
+}
+
+int pk_streams_signed(pk_streams_t *s, const char *kind, const char *id, bool *signed_playback)
+{
+    stream_t *st = stream_get(s, kind, id, false);
+    char key[CB_STORAGE_KEY_MAX];
+    json_t *doc;
+    cb_buf_t b;
+    int rc;
+
+    *signed_playback = false;
+    if (st) {
+        pthread_mutex_lock(&st->lock);
+        if (st->loaded) {
+            *signed_playback = st->tl->packaging.signed_playback;
+            pthread_mutex_unlock(&st->lock);
+            return 0;
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (!pk_name_ok(id))
+        return 0;
+    snprintf(key, sizeof(key), "%s/%s/packager/state.json", kind, id);
+    cb_buf_init(&b, 1 << 20);
+    rc = cb_storage_get(s->storage, key, &b);
+    doc = rc ? NULL : json_loadb(b.data, b.len, 0, NULL);
+    cb_buf_release(&b);
+    *signed_playback = json_is_true(json_object_get(doc, "signed_playback"));
+    json_decref(doc);
+    return rc == -ENOENT ? 0 : rc;
 }
 
 /* ---- REST ---- */

@@ -53,9 +53,18 @@ int pk_streams_add_routes(pk_streams_t *s, cb_daemon_t *d);
 
 /*
  * Where the media files of a VOD asset are (the storage prefix its
- * manifests' relative URIs resolve to: "live/<stream>" or "vod/<asset>").
- * 0, -ENOENT (no such asset), or another negative errno.
+ * manifests' relative URIs resolve to: "live/<stream>" or "vod/<asset>"),
+ * and whether it needs signed URLs. 0, -ENOENT (no such asset), or
+ * another negative errno.
  */
-int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, size_t outlen);
+int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, size_t outlen,
+                            bool *signed_playback);
+
+/*
+ * Whether a live stream or an upload ("live"/"vod", id) is packaged with
+ * signed playback: from its timeline when loaded, else from its stored
+ * state. An unknown stream is not. 0, or a negative errno from storage.
+ */
+int pk_streams_signed(pk_streams_t *s, const char *kind, const char *id, bool *signed_playback);
 
 #endif /* PACKAGER_STREAMS_H */

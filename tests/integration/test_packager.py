@@ -20,7 +20,8 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from conftest import commit_group_to_end, ADMIN_KEY, TopicReader, unique, wait_until
+from conftest import (ADMIN_KEY, EDITOR_KEY, VIEWER_KEY, TopicReader, commit_group_to_end, unique,
+                      wait_until)
 
 DONE = "media.transcode.done"
 SEG = 2 * 90000  # 2 s output segments
@@ -376,6 +377,53 @@ def test_origin_headers_ranges_and_errors(start_daemon, results, storage):
     t = p.get("/time")
     assert t.status_code == 200 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
                                                  t.text)
+
+
+def test_signed_playback_urls(start_daemon, stack, storage):
+    import hashlib
+    import hmac
+
+    key = "test-signing-key"
+    results = Results(stack, storage)
+    p = start_packager(start_daemon, storage, castbus_signing_key=key)
+    s = unique("pk")
+    msg = results.done(s, 0, send=False)
+    msg["packaging"]["signed_playback"] = True
+    results.send(s, json.dumps(msg).encode())
+    wait_until(lambda: p.get(f"/v1/streams/{s}/packaging", key=ADMIN_KEY).json().get("segments"),
+               60, what="the signed stream packaged")
+
+    r = p.get(f"/live/{s}/master.m3u8")
+    assert r.status_code == 403 and "signed URL" in r.json()["error"]["message"]
+    minted = p.request("POST", f"/v1/streams/{s}/playback-token", key=EDITOR_KEY,
+                       json={"ttl_s": 600})
+    assert minted.status_code == 200, minted.text
+    hls = minted.json()["hls"]
+    assert p.get(hls).status_code == 200
+    # every URL a player derives from it carries the token
+    media = p.get(hls.replace("master.m3u8", "720p.m3u8"))
+    assert media.status_code == 200
+    uri = segments(media.text)[0][0]
+    assert p.get(hls.replace("master.m3u8", uri)).status_code == 200
+    assert p.get(f"/live/{s}/{uri}").status_code == 403
+
+    token = minted.json()["token"]
+    tampered = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert p.get(f"/live/{s}/{tampered}/master.m3u8").status_code == 403
+    assert p.get(f"/live/other/{token}/master.m3u8").status_code in (403, 404)
+
+    def craft(expires, ip):
+        sig = hmac.new(key.encode(), f"live/{s}|{expires}|{ip}".encode(), hashlib.sha256)
+        return f"~{expires}_{ip}_{sig.hexdigest()}"
+    assert p.get(f"/live/{s}/{craft(int(time.time()) - 5, 'any')}/master.m3u8").status_code == 410
+    assert p.get(f"/live/{s}/{craft(int(time.time()) + 60, '10.1.2.3')}/master.m3u8"
+                 ).status_code == 403
+    assert p.get(f"/live/{s}/{craft(int(time.time()) + 60, '127.0.0.1')}/master.m3u8"
+                 ).status_code == 200
+    bad = p.request("POST", f"/v1/streams/{s}/playback-token", key=EDITOR_KEY,
+                    json={"ttl_s": 5})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "ttl_s"
+    assert p.request("POST", f"/v1/streams/{s}/playback-token", key=VIEWER_KEY).status_code == 403
 
 
 def test_bad_results_go_to_the_dead_letter_topic(start_daemon, stack, results, storage):
