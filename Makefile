@@ -322,8 +322,24 @@ test: bootstrap
 	@$(MAKE) --no-print-directory integration-sanitize
 
 .PHONY: integration integration-sanitize
-integration: all helpers
+integration: all helpers e2e-deps
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python -m pytest -q tests/integration $(PYTEST_ARGS)
+
+# ---- browser playback (tests/integration/test_browser_playback.py) ----
+# playwright-core, hls.js, dash.js and Shaka Player, pinned in
+# tests/e2e/package-lock.json; Debian's chromium plays.
+E2E_STAMP := tests/e2e/node_modules/.package-lock.json
+
+$(E2E_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund
+
+.PHONY: e2e-deps browser-test
+e2e-deps:
+	@$(MAKE) --no-print-directory $(E2E_STAMP) || \
+		echo "e2e-deps: npm ci failed: the browser playback test will skip" >&2
+
+browser-test: all helpers e2e-deps
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python -m pytest -q tests/integration/test_browser_playback.py $(PYTEST_ARGS)
 
 # The integration suite again with every daemon and tool built with ASan + UBSan.
 integration-sanitize:

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "defs.h"
@@ -55,6 +56,28 @@ static int gcd(int a, int b)
     return a ? a : 1;
 }
 
+/*
+ * The duration segment i is listed with: up to the next segment's start when
+ * that is within JOIN_90K of its own end. Encoders give the last frame of a
+ * segment a nominal duration and sources jitter by milliseconds at their
+ * cuts; DASH wants no gap nor overlap between segments (dash.js stops at a
+ * 15 ms hole), and the segment files are named by their start anyway. A
+ * larger distance is a real gap (a failed job) and stays one.
+ */
+#define JOIN_90K 9000
+
+static int64_t listed_duration(const pk_dash_set_t *set, size_t i)
+{
+    const pk_dash_seg_t *s = &set->segs[i];
+    int64_t end = s->start_90k + s->duration_90k, next;
+
+    if (i + 1 == set->nsegs)
+        return s->duration_90k;
+    next = set->segs[i + 1].start_90k;
+    return next > s->start_90k && llabs(next - end) <= JOIN_90K ? next - s->start_90k
+                                                                : s->duration_90k;
+}
+
 /* S elements, run-length coded; t written first and after every gap. */
 static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
 {
@@ -64,19 +87,20 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
     pk_put(w, "          <SegmentTimeline>\n");
     while (i < set->nsegs) {
         const pk_dash_seg_t *s = &set->segs[i];
+        int64_t d = listed_duration(set, i);
         size_t r = 0;
 
-        while (i + r + 1 < set->nsegs && set->segs[i + r + 1].duration_90k == s->duration_90k &&
-               set->segs[i + r + 1].start_90k == s->start_90k + (int64_t) (r + 1) * s->duration_90k)
+        while (i + r + 1 < set->nsegs && listed_duration(set, i + r + 1) == d &&
+               set->segs[i + r + 1].start_90k == s->start_90k + (int64_t) (r + 1) * d)
             r++;
         pk_put(w, "            <S");
         if (s->start_90k != next)
             pk_put(w, " t=\"%lld\"", (long long) s->start_90k);
-        pk_put(w, " d=\"%lld\"", (long long) s->duration_90k);
+        pk_put(w, " d=\"%lld\"", (long long) d);
         if (r)
             pk_put(w, " r=\"%zu\"", r);
         pk_put(w, "/>\n");
-        next = s->start_90k + (int64_t) (r + 1) * s->duration_90k;
+        next = s->start_90k + (int64_t) (r + 1) * d;
         i += r + 1;
     }
     pk_put(w, "          </SegmentTimeline>\n");

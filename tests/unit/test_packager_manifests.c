@@ -289,13 +289,44 @@ static void test_dash_vod(void **state)
     cb_buf_release(&b);
 }
 
+/*
+ * What encoders give: the last frame of each segment a nominal duration (30
+ * ticks into the next segment), a source cut 14.7 ms late, and a real gap
+ * of a failed job. The timeline is continuous but for the real gap.
+ */
+static void test_dash_timeline_joins_jitter(void **state)
+{
+    pk_dash_rep_t rep = video_reps[1];
+    pk_dash_seg_t segs[6] = {
+        { 0, SEG + 30 },
+        { SEG, SEG + 30 },
+        { 2 * SEG, SEG + 30 },
+        { 3 * SEG + 1320, SEG + 30 }, /* late cut */
+        { 5 * SEG + 1320, SEG },      /* SEG missing: a gap */
+        { 6 * SEG + 1320, SEG + 30 },
+    };
+    pk_dash_set_t set = { .video = true, .reps = &rep, .nreps = 1, .segs = segs, .nsegs = 6 };
+    pk_dash_mpd_t m = { .duration_ms = 14000, .min_buffer_ms = 4000, .sets = &set, .nsets = 1 };
+    cb_buf_t b;
+
+    (void) state;
+    cb_buf_init(&b, 1 << 16);
+    assert_int_equal(pk_dash_write_mpd(&m, &b), 0);
+    assert_non_null(strstr(b.data, "<S t=\"0\" d=\"180000\" r=\"1\"/>\n"
+                                   "            <S d=\"181320\"/>\n"
+                                   "            <S d=\"180030\"/>\n"
+                                   "            <S t=\"901320\" d=\"180000\"/>\n"
+                                   "            <S d=\"180030\"/>"));
+    cb_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_live_window), cmocka_unit_test(test_live_discontinuity_gap_and_end),
         cmocka_unit_test(test_vod),         cmocka_unit_test(test_bad_media_playlists),
         cmocka_unit_test(test_master),      cmocka_unit_test(test_dash_live),
-        cmocka_unit_test(test_dash_vod),
+        cmocka_unit_test(test_dash_vod),    cmocka_unit_test(test_dash_timeline_joins_jitter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,229 @@
+"""Real browsers play what the packager serves: headless Chromium with
+hls.js, dash.js and Shaka Player (tests/e2e/play.mjs), live and as VOD.
+
+The pipeline is the real one, as in test_packager's
+test_publish_to_playback_through_the_origin: an ffmpeg RTMP publisher ->
+ingest -> transcode-worker ("preview" profile) -> packager -> its origin. The
+source is 640x360 (made here with lavfi like h264_aac_6s.flv: no clip in
+tests/data/media is that large with audio, and the shared 1080p one has 8 s
+GOPs), so both rungs of the profile (360p, 240p) exist and every player is
+made to switch rendition while live. The publisher runs until the
+live checks are done (bounded), then ends the stream; the VOD asset the
+packager announces must then play to its end.
+
+The players and playwright-core come from tests/e2e/node_modules (installed
+here with `npm ci --prefix tests/e2e` when absent); the browser is the
+system's Chromium (/usr/bin/chromium, or $CHROMIUM). Startup times and live
+latencies are printed and kept in <tmp>/browser_playback.jsonl; nothing here
+asserts how long anything took.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import ROOT, TopicReader, commit_group_to_end, wait_until
+from test_ingest import INGEST_ENV, create_stream, finish, publish
+from test_packager import DONE, playlist, segments, start_packager
+
+E2E = ROOT / "tests" / "e2e"
+PLAY = E2E / "play.mjs"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+MODULES = ("playwright-core", "hls.js", "dashjs", "shaka-player")
+SOURCE_S = 6    # the generated source clip
+MAX_LOOPS = 19  # the publisher stops by itself after 120 s at the latest
+LIVE_PLAY_S = 20  # long enough to cross several segment boundaries and loop points
+
+
+def _modules_present():
+    return all((E2E / "node_modules" / m / "package.json").exists() for m in MODULES)
+
+
+@pytest.fixture(scope="session")
+def e2e_modules():
+    """tests/e2e/node_modules, installed from the lock file when absent."""
+    node = shutil.which("node")
+    if not _modules_present():
+        npm = shutil.which("npm")
+        if not npm or not node:
+            pytest.skip("tests/e2e/node_modules is missing and node/npm are not installed "
+                        "to run `npm ci --prefix tests/e2e`")
+        try:
+            r = subprocess.run([npm, "ci", "--prefix", str(E2E), "--no-audit", "--no-fund"],
+                               capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            pytest.skip("tests/e2e/node_modules is missing and `npm ci --prefix tests/e2e` "
+                        "did not finish in 15 minutes")
+        if r.returncode != 0 or not _modules_present():
+            errors = [ln for ln in r.stderr.splitlines() if "ERR" in ln or "error" in ln.lower()]
+            pytest.skip("tests/e2e/node_modules is missing and `npm ci --prefix tests/e2e` "
+                        f"failed ({r.returncode}): " + "\n".join(errors[:8] or [r.stderr[:800]]))
+    if not node:
+        pytest.skip("node is not installed: tests/e2e/play.mjs cannot run")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (set CHROMIUM to a Chromium binary)")
+    return node
+
+
+@pytest.fixture(scope="session")
+def source_360p(tmp_path_factory):
+    """6 s of 640x360 H.264 High (B-frames, a keyframe every 2 s) and AAC in
+    FLV: h264_aac_6s.flv's recipe at a size that keeps both preview rungs."""
+    out = tmp_path_factory.mktemp("media") / "h264_aac_640x360_6s.flv"
+    r = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+         "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(SOURCE_S),
+         "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-g", "60",
+         "-keyint_min", "60", "-sc_threshold", "0", "-bf", "2", "-b:v", "800k",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ac", "2", "-f", "flv", str(out)],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+class Players:
+    """play.mjs runs, each in its own process group (Chromium and all), its
+    stderr (the page's console and requests) kept in a log file."""
+
+    def __init__(self, node, tmp_path):
+        self.node = node
+        self.dir = tmp_path
+        self.results = tmp_path / "browser_playback.jsonl"  # one JSON object per run
+        self.n = 0
+        self.procs = []
+
+    def start(self, player, url, *args, timeout=90):
+        self.n += 1
+        log = self.dir / f"play-{self.n}-{player}.log"
+        cmd = [self.node, str(PLAY), "--player", player, "--url", url, "--timeout", str(timeout),
+               "--verbose", *args]
+        f = open(log, "w")
+        proc = subprocess.Popen(cmd, cwd=E2E, stdout=subprocess.PIPE, stderr=f, text=True,
+                                start_new_session=True)
+        f.close()
+        self.procs.append(proc)
+        return {"proc": proc, "log": log, "player": player, "args": args,
+                "timeout": timeout}
+
+    def result(self, run, mode):
+        proc = run["proc"]
+        try:
+            out, _ = proc.communicate(timeout=run["timeout"] + 90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        tail = run["log"].read_text(errors="replace")[-3000:]
+        assert lines, f"{run['player']}: no result (exit {proc.returncode}); log:\n{tail}"
+        res = json.loads(lines[-1])
+        res["exit_code"] = proc.returncode
+        res["log_tail"] = tail
+        keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s", "played_s",
+                                        "switched", "seek_ok", "ended", "levels", "errors",
+                                        "warnings", "why", "stalled_at", "exit_code")}
+        keep["mode"] = mode
+        print(f"\n[browser] {mode} {res.get('player')}: ok={res.get('ok')} "
+              f"startup_ms={res.get('startup_ms')} latency_s={res.get('latency_s')} "
+              f"played_s={res.get('played_s')} switched={res.get('switched')} "
+              f"seek_ok={res.get('seek_ok')} ended={res.get('ended')} "
+              f"levels={res.get('levels')} why={res.get('why')}", flush=True)
+        with open(self.results, "a") as f:
+            f.write(json.dumps(keep) + "\n")
+        return res
+
+
+    def stop_all(self):
+        """Kill what is still running (a check that failed before reading
+        every result), Chromium included: each run is its own process group."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+
+
+def explain(res):
+    return json.dumps({k: v for k, v in res.items() if k != "log_tail"}, indent=1) + \
+        "\n--- play.mjs log tail ---\n" + res["log_tail"]
+
+
+def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_path,
+                                                        e2e_modules, source_360p):
+    commit_group_to_end(stack, "packager", [DONE])
+    storage = tmp_path / "media"
+    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
+    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
+    worker = start_daemon("transcode-worker", env)
+    p = start_packager(start_daemon, storage)
+    ingest.wait_ready()
+    worker.wait_ready()
+    players = Players(e2e_modules, tmp_path)
+    events = TopicReader(stack, "media.package.events")
+    pub = None
+    try:
+        s = create_stream(ingest)
+        sid = s["id"]
+        pub = publish(s["publish"]["rtmp"], loops=MAX_LOOPS, media=source_360p)
+
+        # live: both rungs in the master, and a few segments of each
+        master = wait_until(lambda: (lambda m: m if m.count("#EXT-X-STREAM-INF:") >= 2 else None)(
+            playlist(p, f"/live/{sid}/master.m3u8")), 120, what="a live master with two rungs")
+        for rung in ("360p", "240p"):
+            assert f"{rung}.m3u8" in master, master
+            wait_until(lambda: len(segments(playlist(p, f"/live/{sid}/{rung}.m3u8"))) >= 3, 120,
+                       what=f"3 live segments of {rung}")
+
+        played = str(LIVE_PLAY_S)
+        # the three at once, each: startup, a forced rendition switch, LIVE_PLAY_S played,
+        # the live latency, then a seek back into the DVR window
+        live = [players.start(player, p.url(f"/live/{sid}/{manifest}"), "--seconds", played,
+                              "--seek-dvr")
+                for player, manifest in (("hls.js", "master.m3u8"), ("dash.js", "manifest.mpd"),
+                                         ("shaka", "manifest.mpd"))]
+        live = [players.result(run, "live") for run in live]
+        still_live = pub.poll() is None
+        # what the players were given, kept for diagnosis
+        for name in ("master.m3u8", "360p.m3u8", "audio.m3u8", "manifest.mpd"):
+            (tmp_path / f"live-{name}").write_text(playlist(p, f"/live/{sid}/{name}"))
+
+        # end the publish the way OBS does (ffmpeg unpublishes on SIGINT)
+        pub.send_signal(signal.SIGINT)
+        finish(pub)
+        vod = events.wait(sid, lambda m: any(e["type"] == "vod_ready" for e in m), 240,
+                          "vod_ready")[-1]
+        # the asset from its start to its end, at 4x
+        vods = [players.start(player, p.url(vod[path]), "--vod", "--rate", "4", timeout=120)
+                for player, path in (("hls.js", "hls_path"), ("dash.js", "dash_path"),
+                                     ("shaka", "dash_path"))]
+        vods = [players.result(run, "vod") for run in vods]
+    finally:
+        players.stop_all()
+        events.close()
+        if pub is not None and pub.poll() is None:
+            pub.kill()
+            pub.communicate()
+
+    assert still_live, "the publisher ended before the live checks were done"
+    failures = []
+    for res in live:
+        checks = {"ok": res["ok"], "no fatal errors": not res["errors"],
+                  f"played >= {LIVE_PLAY_S}s": (res["played_s"] or 0) >= LIVE_PLAY_S,
+                  "two renditions": len(res["levels"] or []) >= 2,
+                  "switched": res["switched"] is True,
+                  "latency": res["latency_s"] is not None,
+                  "DVR seek": res["seek_ok"] is True}
+        bad = [k for k, v in checks.items() if not v]
+        if bad:
+            failures.append(f"live {res['player']}: {bad}\n{explain(res)}")
+    for res in vods:
+        checks = {"ok": res["ok"], "no fatal errors": not res["errors"], "ended": res["ended"],
+                  "played the whole asset": (res["played_s"] or 0) >= vod["duration_ms"] / 1000 - 3}
+        bad = [k for k, v in checks.items() if not v]
+        if bad:
+            failures.append(f"vod {res['player']}: {bad}\n{explain(res)}")
+    print(f"[browser] results in {players.results}", flush=True)
+    assert not failures, "\n\n".join(failures)
