@@ -30,6 +30,8 @@
 #define MAX_OBJECT   (256u << 20) /* largest file served */
 #define SMALL_OBJECT (64u << 10)  /* read and sent with the headers; larger: sendfile */
 #define ASSET_CACHE  1024         /* asset -> source prefixes remembered */
+#define POLICY_CACHE  1024        /* stream -> signed or not, remembered briefly */
+#define POLICY_TTL_MS 2000
 
 #define MAX_THREADS 16
 
@@ -93,6 +95,13 @@ const cb_config_key_t pk_origin_config_keys[] = {
     { .name = NULL },
 };
 
+/* Whether a stream needs signed URLs, remembered for POLICY_TTL_MS. */
+typedef struct policy {
+    char key[72]; /* "live/<stream>" or "vod/<upload>" */
+    bool signed_playback;
+    int64_t until_ms;
+} policy_t;
+
 typedef struct asset_src {
     bool signed_playback;
     char asset[65];
@@ -113,6 +122,8 @@ struct pk_origin {
     pthread_mutex_t lock;
     asset_src_t cache[ASSET_CACHE];
     size_t ncache, next;
+    policy_t policies[POLICY_CACHE];
+    size_t npolicies, next_policy;
     cb_metric_t *m_served, *m_bytes;
 };
 
@@ -199,6 +210,40 @@ static int asset_source(pk_origin_t *o, const char *asset, char *out, size_t out
         snprintf(o->cache[i].asset, sizeof(o->cache[i].asset), "%s", asset);
         snprintf(o->cache[i].source, sizeof(o->cache[i].source), "%s", out);
         o->cache[i].signed_playback = *signed_playback;
+        pthread_mutex_unlock(&o->lock);
+    }
+    return rc;
+}
+
+/* pk_streams_signed(), remembered for a moment: it may read storage. */
+static int stream_signed(pk_origin_t *o, const char *kind, const char *name, bool *out)
+{
+    int64_t now = cb_clock_mono_ms();
+    char key[72];
+    size_t i;
+    int rc;
+
+    snprintf(key, sizeof(key), "%s/%s", kind, name);
+    pthread_mutex_lock(&o->lock);
+    for (i = 0; i < o->npolicies; i++) {
+        if (o->policies[i].until_ms > now && strcmp(o->policies[i].key, key) == 0) {
+            *out = o->policies[i].signed_playback;
+            pthread_mutex_unlock(&o->lock);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    rc = pk_streams_signed(o->streams, kind, name, out);
+    if (rc == 0) {
+        pthread_mutex_lock(&o->lock);
+        for (i = 0; i < o->npolicies; i++)
+            if (o->policies[i].until_ms <= now || strcmp(o->policies[i].key, key) == 0)
+                break;
+        if (i == o->npolicies)
+            i = o->npolicies < POLICY_CACHE ? o->npolicies++ : o->next_policy++ % POLICY_CACHE;
+        snprintf(o->policies[i].key, sizeof(o->policies[i].key), "%s", key);
+        o->policies[i].signed_playback = *out;
+        o->policies[i].until_ms = now + POLICY_TTL_MS;
         pthread_mutex_unlock(&o->lock);
     }
     return rc;
@@ -344,14 +389,14 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
         return cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
                                    cb_http_req_path(req));
     if (!vod) {
-        rc = pk_streams_signed(o->streams, "live", name, &signed_playback);
+        rc = stream_signed(o, "live", name, &signed_playback);
         snprintf(key, sizeof(key), "live/%s/%s", name, rest);
     } else {
         rc = asset_source(o, name, src, sizeof(src), &signed_playback);
         if (rc == -ENOENT) {
             /* an upload still being packaged: its files are its own */
             snprintf(src, sizeof(src), "vod/%s", name);
-            rc = pk_streams_signed(o->streams, "vod", name, &signed_playback);
+            rc = stream_signed(o, "vod", name, &signed_playback);
         }
         if (what == PK_MANIFEST)
             snprintf(key, sizeof(key), "vod/%s/%s", name, rest);
