@@ -925,7 +925,7 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
         if (req->file_fd >= 0) {
             /* the headers through lws, then the file straight to the socket */
             char cl[24];
-            snprintf(cl, sizeof(cl), "%zu", req->head ? (size_t) 0 : req->file_len);
+            snprintf(cl, sizeof(cl), "%zu", req->file_len); /* HEAD too: what GET sends */
             if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
                                              (const unsigned char *) cl, (int) strlen(cl), &p,
                                              end) ||
@@ -944,8 +944,17 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
                 lws_callback_on_writable(wsi);
                 return 0;
             }
-        } else if (!req->head && req->resp_body.len &&
-                   req->resp_body.len + 64 < (size_t) (end - p)) {
+        } else if (req->head) {
+            /* the length a GET would have, as text, and no body */
+            char cl[24];
+            snprintf(cl, sizeof(cl), "%zu", req->resp_body.len);
+            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                             (const unsigned char *) cl, (int) strlen(cl), &p,
+                                             end) ||
+                lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+            req->headers_sent = true;
+        } else if (req->resp_body.len && req->resp_body.len + 64 < (size_t) (end - p)) {
             /* headers and body in one send: the Content-Length is written as
              * text, so lws counts nothing against it */
             char cl[24];
@@ -964,13 +973,12 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             req->headers_sent = true;
             req->body_sent = req->resp_body.len;
         } else {
-            if (lws_add_http_header_content_length(wsi, req->head ? 0 : req->resp_body.len, &p,
-                                                   end))
+            if (lws_add_http_header_content_length(wsi, req->resp_body.len, &p, end))
                 return -1;
             if (lws_finalize_write_http_header(wsi, start, &p, end))
                 return -1;
             req->headers_sent = true;
-            if (req->resp_body.len && !req->head) {
+            if (req->resp_body.len) {
                 lws_callback_on_writable(wsi);
                 return 0;
             }

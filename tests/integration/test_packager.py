@@ -348,6 +348,11 @@ def test_origin_headers_ranges_and_errors(start_daemon, results, storage):
     body = (storage / f"live/{s}/720p/{START:013d}.m4s").read_bytes()
     assert seg.status_code == 200 and seg.content == body
     assert p.get(f"/live/{s}/720p/{START}.m4s").content == body  # the name the manifests use
+    head = p.request("HEAD", uri)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(body))
+    assert head.content == b""
+    head = p.request("HEAD", f"/live/{s}/720p.m3u8")
+    assert int(head.headers["Content-Length"]) == len(p.get(f"/live/{s}/720p.m3u8").content)
     assert seg.headers["Content-Type"] == "video/iso.segment"
     assert "immutable" in seg.headers["Cache-Control"]
     assert set(seg.headers["xkey"].split()) == {f"live/{s}", f"live/{s}/720p"}
