@@ -24,6 +24,7 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
     env["CASTBUS_RTMP_PORT"] = str(free_port())
     env["CASTBUS_SRT_PORT"] = str(free_udp_port())
     env["CASTBUS_RTMPS_PORT"] = "0"
+    env["CASTBUS_ORIGIN_PORT"] = str(free_port())
     out_path = tmp_path / "run.out"
     out = open(out_path, "w")
     # a terminal puts the job in its own process group and Ctrl-C signals that group
@@ -55,6 +56,15 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
                               "-f", "flv", rtmp], capture_output=True, text=True, timeout=120)
         assert pub.returncode == 0, pub.stderr
         wait_until(lambda: len(list(Path(segments).glob("*.ts"))) >= 3, 60, what="segments")
+        # and the printed playback URLs play: the whole pipeline ran
+        hls = re.search(r"Playback:\s+HLS\s+(\S+)", banner).group(1)
+        dash = re.search(r"^\s+DASH\s+(\S+)", banner, re.M).group(1)
+        assert hls.startswith(f"http://127.0.0.1:{env['CASTBUS_ORIGIN_PORT']}/live/")
+        wait_until(lambda: requests.get(hls, timeout=5).status_code == 200, 180,
+                   what="the demo stream's HLS playlist")
+        assert "#EXT-X-STREAM-INF:" in requests.get(hls, timeout=5).text
+        wait_until(lambda: requests.get(dash, timeout=5).status_code == 200, 60,
+                   what="the demo stream's DASH manifest")
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, text()
     finally:
