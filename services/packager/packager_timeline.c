@@ -124,9 +124,15 @@ static void commit_entry(pk_timeline_t *tl, pk_entry_t *e)
     tl->n++;
 }
 
+/* The wall clock of pts; 0 when unknown, and kept within what a state holds. */
 static int64_t pdt_of(const pk_timeline_t *tl, int64_t pts)
 {
-    return tl->anchored ? tl->anchor_ms + (pts - tl->anchor_pts) / 90 : 0;
+    int64_t ms;
+
+    if (!tl->anchored)
+        return 0;
+    ms = tl->anchor_ms + (pts - tl->anchor_pts) / 90;
+    return ms < 0 ? 0 : ms >= PK_MAX_NUMBER ? PK_MAX_NUMBER - 1 : ms;
 }
 
 static int32_t intern_init(pk_timeline_t *tl, const char *key)
@@ -293,7 +299,12 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
         snprintf(err, errlen, "seq: out of range");
         return -EINVAL;
     }
-    if (d->start_pts_90k <= -PK_MAX_NUMBER || d->start_pts_90k >= PK_MAX_NUMBER) {
+    if (d->finished_at_ms < 0 || d->finished_at_ms >= PK_MAX_NUMBER || d->ingest_wallclock_ms < 0 ||
+        d->ingest_wallclock_ms >= PK_MAX_NUMBER) {
+        snprintf(err, errlen, "finished_at_ms, ingest_wallclock_ms: out of range");
+        return -EINVAL;
+    }
+    if (d->start_pts_90k <= -PK_MAX_PTS || d->start_pts_90k >= PK_MAX_PTS) {
         snprintf(err, errlen, "start_pts_90k: out of range");
         return -EINVAL;
     }
@@ -315,7 +326,7 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
         const cb_proto_rendition_t *r = &d->renditions[i];
         for (k = 0; k < r->segments_count; k++) {
             const cb_proto_media_segment_t *m = &r->segments[k];
-            if (m->start_pts_90k <= -PK_MAX_NUMBER || m->start_pts_90k >= PK_MAX_NUMBER ||
+            if (m->start_pts_90k <= -PK_MAX_PTS || m->start_pts_90k >= PK_MAX_PTS ||
                 m->duration_90k <= 0 || m->duration_90k > PK_MAX_GAP_90K) {
                 snprintf(err, errlen, "renditions[%zu].segments[%zu]: time out of range", i, k);
                 return -EINVAL;
@@ -359,7 +370,7 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
         rx[i] = rendition_for(tl, r);
         init[i] = intern_init(tl, r->init_path);
         if (init[i] < 0)
-            return -ENOMEM;
+            return tl->ninits == PK_MAX_INITS ? -ENOSPC : -ENOMEM;
     }
     for (k = 0; k < ref->segments_count; k++) {
         const cb_proto_media_segment_t *rs = &ref->segments[k];
@@ -429,7 +440,8 @@ static int advance(pk_timeline_t *tl, bool *state_changed)
 {
     int published = 0;
 
-    while (!tl->ended) {
+    /* an ended session (a replay of one included) up to its end, no further */
+    while (!tl->ended || tl->next_seq <= tl->end_seq) {
         pk_gap_t *g = gap_find(tl, tl->next_seq);
         cb_proto_transcode_done_t *d;
 
@@ -446,9 +458,15 @@ static int advance(pk_timeline_t *tl, bool *state_changed)
             break;
         d = pop_pending(tl);
         if (d->status == CB_PROTO_TRANSCODE_DONE_STATUS_OK) {
-            if (publish_ok(tl, d))
-                cb_log_error("stream %s: out of memory publishing job %lld", tl->stream,
-                             (long long) d->seq);
+            int rc = publish_ok(tl, d);
+            if (rc) {
+                /* its entries could not be kept (out of memory, or an encoder
+                 * configuration per segment): its time is a gap instead */
+                cb_log_error("stream %s: job %lld not published (%s); a gap instead", tl->stream,
+                             (long long) d->seq, strerror(-rc));
+                publish_failed(tl, d);
+                *state_changed = true;
+            }
         } else {
             publish_failed(tl, d);
             *state_changed = true;
@@ -502,6 +520,12 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
         release_done(d);
         return rc;
     }
+    for (i = 0; i < tl->npending; i++) {
+        if (tl->pending[i]->seq == d->seq) {
+            release_done(d);
+            return PK_TL_DUPLICATE;
+        }
+    }
     if (tl->ended && d->seq > tl->end_seq) {
         /* a new publish session after the end: its own window */
         reopen(tl);
@@ -510,17 +534,6 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
     } else if (tl->first_seq < 0 && d->seq == 0) {
         start_at(tl, 0); /* the stream's very first segment */
         *state_changed = true;
-    }
-    if (tl->next_seq >= 0 && d->seq < tl->next_seq) {
-        bool late = gap_find(tl, d->seq) != NULL;
-        release_done(d);
-        return late ? PK_TL_LATE : PK_TL_DUPLICATE;
-    }
-    for (i = 0; i < tl->npending; i++) {
-        if (tl->pending[i]->seq == d->seq) {
-            release_done(d);
-            return PK_TL_DUPLICATE;
-        }
     }
     if (tl->npending == PK_MAX_PENDING) {
         /* too far ahead: give up on what is missing now */
@@ -531,6 +544,12 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
             release_done(d);
             return -ENOSPC;
         }
+    }
+    if (tl->next_seq >= 0 && d->seq < tl->next_seq) {
+        /* published already, or given up on (maybe just now) */
+        bool late = gap_find(tl, d->seq) != NULL;
+        release_done(d);
+        return late ? PK_TL_LATE : PK_TL_DUPLICATE;
     }
     for (at = tl->npending; at > 0 && tl->pending[at - 1]->seq > d->seq; at--) {
     }
@@ -557,7 +576,7 @@ int pk_tl_expire(pk_timeline_t *tl, int64_t now_ms, int64_t wait_ms)
         if (tl->next_seq < 0) {
             /* joined a stream in progress: start at the earliest result */
             start_at(tl, d->seq);
-        } else if (tl->ended) {
+        } else if (tl->ended && tl->next_seq > tl->end_seq) {
             /* the next session's results wait behind the end */
             reopen(tl);
             if (!tl->npending)
@@ -576,10 +595,13 @@ int pk_tl_expire(pk_timeline_t *tl, int64_t now_ms, int64_t wait_ms)
             if (gap_record(tl, &g))
                 break;
         }
+        bool was_ended = tl->ended;
         n = advance(tl, &changed);
         if (n <= 0)
             break; /* out of memory: try again on the next tick */
         published += n;
+        if (tl->ended && !was_ended)
+            break; /* the caller sees the ended session before a next one starts */
     }
     return published;
 }
@@ -588,7 +610,9 @@ int pk_tl_advance(pk_timeline_t *tl)
 {
     bool changed = false;
 
-    return tl->next_seq >= 0 ? CB_MAX(0, advance(tl, &changed)) : 0;
+    int n = tl->next_seq >= 0 ? advance(tl, &changed) : 0;
+
+    return n > 0 ? n : 0;
 }
 
 size_t pk_tl_window_start(const pk_timeline_t *tl, int64_t window_s)
@@ -689,7 +713,10 @@ static int state_int(const json_t *st, const char *name, int64_t lo, int64_t hi,
 
 int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errlen)
 {
-    const int64_t N = PK_MAX_NUMBER;
+    /* sequence numbers come from results (below 2^53); the media sequence
+     * and discontinuity counters only grow from what a state had, so a
+     * state near 2^53 must still load after more entries */
+    const int64_t N = PK_MAX_NUMBER, COUNTER = INT64_C(1) << 62;
     int64_t v, first_seq, first_msn, window_msn, disc_seq, end_seq, started, session, fpts, fpdt;
     const json_t *gaps, *g, *ended = json_object_get(st, "ended");
     pk_gap_t *loaded;
@@ -701,9 +728,9 @@ int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errl
     }
     if (state_int(st, "v", STATE_VERSION, STATE_VERSION, &v, err, errlen) ||
         state_int(st, "first_seq", -1, N, &first_seq, err, errlen) ||
-        state_int(st, "first_msn", 0, N, &first_msn, err, errlen) ||
-        state_int(st, "window_msn", 0, N, &window_msn, err, errlen) ||
-        state_int(st, "disc_seq", 0, N, &disc_seq, err, errlen) ||
+        state_int(st, "first_msn", 0, COUNTER, &first_msn, err, errlen) ||
+        state_int(st, "window_msn", 0, COUNTER, &window_msn, err, errlen) ||
+        state_int(st, "disc_seq", 0, COUNTER, &disc_seq, err, errlen) ||
         state_int(st, "end_seq", -1, N, &end_seq, err, errlen) ||
         state_int(st, "started_ms", 0, N, &started, err, errlen) ||
         state_int(st, "session_seq", -1, N, &session, err, errlen) ||

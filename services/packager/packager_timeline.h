@@ -40,6 +40,7 @@
  * gap makes unbounded entries: timestamps and sequence numbers within
  * 2^53 (JSON's exact integers), one gap's range within an hour. */
 #define PK_MAX_NUMBER  (INT64_C(1) << 53)
+#define PK_MAX_PTS     (INT64_C(1) << 52) /* a start plus any duration stays below 2^53 */
 #define PK_MAX_GAP_90K (INT64_C(3600) * 90000)
 
 typedef struct pk_rendition {
@@ -156,8 +157,9 @@ int pk_tl_add(pk_timeline_t *tl, cb_proto_transcode_done_t *d, int64_t now_ms, b
 
 /*
  * Give up waiting: pending results held longer than wait_ms have the
- * missing jobs before them declared gaps, and are published. Returns how
- * many results were published (the state changed when > 0).
+ * missing jobs before them declared gaps, and are published. It stops at
+ * the end of a session (a next call starts the next one). Returns how many
+ * results and given-up ranges went in (the state changed when > 0).
  */
 int pk_tl_expire(pk_timeline_t *tl, int64_t now_ms, int64_t wait_ms);
 
