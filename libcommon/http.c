@@ -235,23 +235,30 @@ static int pairs_add(cb_buf_t *b, const char *name, const char *value)
     return rc;
 }
 
+/*
+ * 16 hex digits, unique in the process and unlike another process's: a
+ * random start (read once) plus a counter, through splitmix64's finaliser
+ * (a bijection), so no system call per request.
+ */
 static void new_request_id(char *dst, size_t dstlen)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[8];
-    size_t i;
+    static _Atomic uint64_t counter;
+    static _Atomic uint64_t seed;
+    uint64_t s = atomic_load(&seed), z;
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd)) {
-        /* getrandom cannot fail for 8 bytes after boot; keep ids unique anyway */
-        static _Atomic unsigned long counter;
-        unsigned long c = atomic_fetch_add(&counter, 1);
-        memcpy(rnd, &c, sizeof(rnd) < sizeof(c) ? sizeof(rnd) : sizeof(c));
+    if (s == 0) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t) sizeof(r))
+            r = (uint64_t) time(NULL) * 0x9e3779b97f4a7c15ull; /* cannot fail after boot */
+        r |= 1;
+        atomic_compare_exchange_strong(&seed, &s, r);
+        s = atomic_load(&seed);
     }
-    for (i = 0; i < sizeof(rnd) && 2 * i + 2 < dstlen; i++) {
-        dst[2 * i] = hex[rnd[i] >> 4];
-        dst[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    dst[2 * i] = '\0';
+    z = s + atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    snprintf(dst, dstlen, "%016llx", (unsigned long long) z);
 }
 
 /* ---- waking the loop ---- */
@@ -934,7 +941,7 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             req->headers_sent = true;
             if (req->head)
                 req->file_left = 0;
-            if (req->file_left && lws_send_pipe_choked(wsi)) {
+            if (req->file_left && lws_partial_buffered(wsi)) {
                 lws_callback_on_writable(wsi);
                 return 0;
             }
