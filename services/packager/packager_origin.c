@@ -27,10 +27,10 @@
 #include "packager_token.h"
 #include "route.h"
 
-#define MAX_OBJECT   (256u << 20) /* largest file served */
-#define SMALL_OBJECT (64u << 10)  /* read and sent with the headers; larger: sendfile */
-#define ASSET_CACHE  1024         /* asset -> source prefixes remembered */
-#define POLICY_CACHE  1024        /* stream -> signed or not, remembered briefly */
+#define MAX_OBJECT    (256u << 20) /* largest file served */
+#define SMALL_OBJECT  (64u << 10)  /* read and sent with the headers; larger: sendfile */
+#define ASSET_CACHE   1024         /* asset -> source prefixes remembered */
+#define POLICY_CACHE  1024         /* stream -> signed or not, remembered briefly */
 #define POLICY_TTL_MS 2000
 
 #define MAX_THREADS 16
