@@ -397,15 +397,21 @@ int cb_http_add_header(cb_http_req_t *req, const char *name, const char *value)
     return pairs_add(&req->resp_headers, lname, value);
 }
 
+/* The status line and type of a reply, and no body yet. */
+static void reply_start(cb_http_req_t *req, int status, const char *content_type)
+{
+    req->status = status;
+    snprintf(req->content_type, sizeof(req->content_type), "%s",
+             content_type ? content_type : "application/octet-stream");
+    cb_buf_reset(&req->resp_body);
+}
+
 int cb_http_reply(cb_http_req_t *req, int status, const char *content_type, const void *body,
                   size_t len)
 {
     if (atomic_load(&req->replied))
         return finish_reply(req);
-    req->status = status;
-    snprintf(req->content_type, sizeof(req->content_type), "%s",
-             content_type ? content_type : "application/octet-stream");
-    cb_buf_reset(&req->resp_body);
+    reply_start(req, status, content_type);
     if (len && cb_buf_append(&req->resp_body, body, len)) {
         req->status = 500;
         snprintf(req->content_type, sizeof(req->content_type), "text/plain");
@@ -420,11 +426,8 @@ int cb_http_reply_buf(cb_http_req_t *req, int status, const char *content_type, 
 
     if (atomic_load(&req->replied))
         return finish_reply(req);
-    req->status = status;
-    snprintf(req->content_type, sizeof(req->content_type), "%s",
-             content_type ? content_type : "application/octet-stream");
+    reply_start(req, status, content_type);
     /* swap: the request's (empty) buffer goes back to the caller */
-    cb_buf_reset(&req->resp_body);
     tmp = req->resp_body;
     req->resp_body = *body;
     req->resp_body.max = tmp.max;
@@ -439,10 +442,7 @@ int cb_http_reply_file(cb_http_req_t *req, int status, const char *content_type,
         close(fd);
         return finish_reply(req);
     }
-    req->status = status;
-    snprintf(req->content_type, sizeof(req->content_type), "%s",
-             content_type ? content_type : "application/octet-stream");
-    cb_buf_reset(&req->resp_body);
+    reply_start(req, status, content_type);
     if (req->file_fd >= 0)
         close(req->file_fd);
     req->file_fd = fd;
@@ -891,6 +891,37 @@ static int send_file(cb_http_req_t *req, struct lws *wsi)
     return 0;
 }
 
+/*
+ * Content-Length written as text, so lws counts nothing against it: the
+ * reply may go out in one send with its headers, by sendfile, or not at
+ * all (HEAD, which still tells the length a GET would have).
+ */
+static int add_length_text(struct lws *wsi, size_t len, unsigned char **p, unsigned char *end)
+{
+    char cl[24];
+
+    snprintf(cl, sizeof(cl), "%zu", len);
+    return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
+                                        (const unsigned char *) cl, (int) strlen(cl), p, end);
+}
+
+/* More of a file body: 0 when all is sent, 1 when the socket wants a
+ * writable callback first (asked for), -1 on a broken connection. */
+static int file_progress(cb_http_req_t *req, struct lws *wsi)
+{
+    if (req->file_left && lws_partial_buffered(wsi)) {
+        lws_callback_on_writable(wsi);
+        return 1;
+    }
+    if (send_file(req, wsi) < 0)
+        return -1;
+    if (req->file_left) {
+        lws_callback_on_writable(wsi);
+        return 1;
+    }
+    return 0;
+}
+
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
     cb_http_req_t *req = pss->req;
@@ -929,47 +960,21 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *) "close",
                                          5, &p, end))
             return -1;
-        if (req->file_fd >= 0) {
-            /* the headers through lws, then the file straight to the socket */
-            char cl[24];
-            snprintf(cl, sizeof(cl), "%zu", req->file_len); /* HEAD too: what GET sends */
-            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-                                             (const unsigned char *) cl, (int) strlen(cl), &p,
-                                             end) ||
+        if (req->file_fd >= 0 || req->head) {
+            /* the headers through lws; a file's body then straight to the socket */
+            if (add_length_text(wsi, req->file_fd >= 0 ? req->file_len : req->resp_body.len, &p,
+                                end) ||
                 lws_finalize_write_http_header(wsi, start, &p, end))
                 return -1;
             req->headers_sent = true;
             if (req->head)
                 req->file_left = 0;
-            if (req->file_left && lws_partial_buffered(wsi)) {
-                lws_callback_on_writable(wsi);
-                return 0;
-            }
-            if (send_file(req, wsi) < 0)
-                return -1;
-            if (req->file_left) {
-                lws_callback_on_writable(wsi);
-                return 0;
-            }
-        } else if (req->head) {
-            /* the length a GET would have, as text, and no body */
-            char cl[24];
-            snprintf(cl, sizeof(cl), "%zu", req->resp_body.len);
-            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-                                             (const unsigned char *) cl, (int) strlen(cl), &p,
-                                             end) ||
-                lws_finalize_write_http_header(wsi, start, &p, end))
-                return -1;
-            req->headers_sent = true;
+            if (req->file_fd >= 0 && (n = file_progress(req, wsi)) != 0)
+                return n < 0 ? -1 : 0;
         } else if (req->resp_body.len && req->resp_body.len + 64 < (size_t) (end - p)) {
-            /* headers and body in one send: the Content-Length is written as
-             * text, so lws counts nothing against it */
-            char cl[24];
+            /* headers and body in one send */
             int hlen;
-            snprintf(cl, sizeof(cl), "%zu", req->resp_body.len);
-            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH,
-                                             (const unsigned char *) cl, (int) strlen(cl), &p,
-                                             end) ||
+            if (add_length_text(wsi, req->resp_body.len, &p, end) ||
                 lws_finalize_http_header(wsi, &p, end))
                 return -1;
             memcpy(p, req->resp_body.data, req->resp_body.len);
@@ -991,12 +996,8 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             }
         }
     } else if (req->file_fd >= 0) {
-        if (send_file(req, wsi) < 0)
-            return -1;
-        if (req->file_left) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
+        if ((n = file_progress(req, wsi)) != 0)
+            return n < 0 ? -1 : 0;
     } else {
         remaining = req->resp_body.len - req->body_sent;
         n = (int) CB_MIN(remaining, (size_t) WRITE_CHUNK);
