@@ -467,6 +467,33 @@ static int collect_done(void *arg, const char *key, const cb_storage_stat_t *stt
     return 0;
 }
 
+/*
+ * A JSON object from storage: the document, or NULL with *rc the storage's
+ * error (-ENOENT...) or -EINVAL when it is not a JSON object (je, when
+ * given, says why).
+ */
+static json_t *get_json(pk_streams_t *s, const char *key, size_t max, int *rc, json_error_t *je)
+{
+    json_error_t ignored;
+    json_t *doc = NULL;
+    cb_buf_t b;
+
+    cb_buf_init(&b, max);
+    *rc = cb_storage_get(s->storage, key, &b);
+    if (*rc == 0) {
+        doc = json_loadb(b.data, b.len, 0, je ? je : &ignored);
+        if (!json_is_object(doc)) {
+            if (doc && je)
+                snprintf(je->text, sizeof(je->text), "not a JSON object");
+            json_decref(doc);
+            doc = NULL;
+            *rc = -EINVAL;
+        }
+    }
+    cb_buf_release(&b);
+    return doc;
+}
+
 /* Rebuild a stream from its state and the done records. Stream locked. */
 static int load_stream(pk_streams_t *s, stream_t *st)
 {
@@ -478,31 +505,27 @@ static int load_stream(pk_streams_t *s, stream_t *st)
     size_t i, replayed = 0;
     int rc;
 
-    cb_buf_init(&b, 16 << 20);
     snprintf(key, sizeof(key), "%s/packager/state.json", st->prefix);
-    rc = cb_storage_get(s->storage, key, &b);
+    state = get_json(s, key, 16 << 20, &rc, &je);
     if (rc == -ENOENT) {
-        cb_buf_release(&b);
         st->loaded = true;
         return 0;
     }
-    if (rc) {
-        cb_buf_release(&b);
+    if (rc && rc != -EINVAL)
         return rc;
-    }
-    state = json_loadb(b.data, b.len, 0, &je);
-    rc = state ? pk_tl_state_load(st->tl, state, err, sizeof(err)) : -EINVAL;
-    if (state)
+    if (state) {
+        rc = pk_tl_state_load(st->tl, state, err, sizeof(err));
         st->tl->packaging.signed_playback = json_is_true(json_object_get(state, "signed_playback"));
-    json_decref(state);
+        json_decref(state);
+    }
     if (rc) {
         /* unusable: start over rather than refuse the stream forever */
         cb_log_error("stream %s: %s is unusable (%s); its timeline starts over", st->prefix, key,
                      state ? err : je.text);
-        cb_buf_release(&b);
         st->loaded = true;
         return 0;
     }
+    cb_buf_init(&b, 16 << 20);
     st->vod_end_seq = st->tl->ended ? st->tl->end_seq : -1;
     l.min = st->tl->first_seq;
     snprintf(key, sizeof(key), "%s/done/", st->prefix);
@@ -880,24 +903,13 @@ const cb_component_ops_t pk_streams_component = {
 static json_t *load_asset(pk_streams_t *s, const char *asset, int *rc)
 {
     char key[CB_STORAGE_KEY_MAX];
-    json_t *doc;
-    cb_buf_t b;
 
     if (!pk_name_ok(asset)) {
         *rc = -ENOENT;
         return NULL;
     }
-    cb_buf_init(&b, 64 << 20);
     snprintf(key, sizeof(key), "vod/%s/asset.json", asset);
-    *rc = cb_storage_get(s->storage, key, &b);
-    doc = *rc ? NULL : json_loadb(b.data, b.len, 0, NULL);
-    if (!*rc && !json_is_object(doc)) {
-        json_decref(doc);
-        doc = NULL;
-        *rc = -EINVAL;
-    }
-    cb_buf_release(&b);
-    return doc;
+    return get_json(s, key, 64 << 20, rc, NULL);
 }
 
 int pk_streams_asset_source(pk_streams_t *s, const char *asset_id, char *out, size_t outlen,
@@ -921,7 +933,6 @@ int pk_streams_signed(pk_streams_t *s, const char *kind, const char *id, bool *s
     stream_t *st = stream_get(s, kind, id, false);
     char key[CB_STORAGE_KEY_MAX];
     json_t *doc;
-    cb_buf_t b;
     int rc;
 
     *signed_playback = false;
@@ -937,13 +948,10 @@ int pk_streams_signed(pk_streams_t *s, const char *kind, const char *id, bool *s
     if (!pk_name_ok(id))
         return 0;
     snprintf(key, sizeof(key), "%s/%s/packager/state.json", kind, id);
-    cb_buf_init(&b, 1 << 20);
-    rc = cb_storage_get(s->storage, key, &b);
-    doc = rc ? NULL : json_loadb(b.data, b.len, 0, NULL);
-    cb_buf_release(&b);
+    doc = get_json(s, key, 1 << 20, &rc, NULL);
     *signed_playback = json_is_true(json_object_get(doc, "signed_playback"));
     json_decref(doc);
-    return rc == -ENOENT ? 0 : rc;
+    return rc == -ENOENT || rc == -EINVAL ? 0 : rc; /* unknown or unreadable: not signed */
 }
 
 /* ---- REST ---- */
