@@ -27,8 +27,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT, TopicReader, commit_group_to_end, wait_until
-from test_ingest import INGEST_ENV, create_stream, finish, publish
-from test_packager import DONE, playlist, segments, start_packager
+from test_ingest import create_stream, finish, publish
+from test_packager import DONE, playlist, segments, start_pipeline
 
 E2E = ROOT / "tests" / "e2e"
 PLAY = E2E / "play.mjs"
@@ -154,13 +154,7 @@ def explain(res):
 def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_path,
                                                         e2e_modules, source_360p):
     commit_group_to_end(stack, "packager", [DONE])
-    storage = tmp_path / "media"
-    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
-    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
-    worker = start_daemon("transcode-worker", env)
-    p = start_packager(start_daemon, storage)
-    ingest.wait_ready()
-    worker.wait_ready()
+    ingest, _, p = start_pipeline(start_daemon, tmp_path / "media")
     players = Players(e2e_modules, tmp_path)
     events = TopicReader(stack, "media.package.events")
     pub = None

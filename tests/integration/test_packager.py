@@ -107,6 +107,20 @@ def start_packager(start_daemon, storage, **extra):
     return p
 
 
+def start_pipeline(start_daemon, storage):
+    """ingest (the preview profile), a transcode-worker and a packager on one
+    storage, all ready; returns them."""
+    from test_ingest import INGEST_ENV
+
+    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
+    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
+    worker = start_daemon("transcode-worker", env)
+    p = start_packager(start_daemon, storage)
+    ingest.wait_ready()
+    worker.wait_ready()
+    return ingest, worker, p
+
+
 def playlist(p, path):
     r = p.get(path)
     return r.text if r.status_code == 200 else ""
@@ -455,15 +469,9 @@ def test_bad_results_go_to_the_dead_letter_topic(start_daemon, stack, results, s
 def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
     """RTMP publish -> ingest -> transcode-worker -> packager -> ffmpeg plays
     the HLS and the DASH through the origin, live and as VOD."""
-    from test_ingest import INGEST_ENV, create_stream, finish, publish
+    from test_ingest import create_stream, finish, publish
 
-    storage = tmp_path / "media"
-    env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
-    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
-    worker = start_daemon("transcode-worker", env)
-    p = start_packager(start_daemon, storage)
-    ingest.wait_ready()
-    worker.wait_ready()
+    ingest, _, p = start_pipeline(start_daemon, tmp_path / "media")
     events = TopicReader(stack, "media.package.events")
     try:
         s = create_stream(ingest)
