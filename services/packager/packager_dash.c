@@ -106,7 +106,7 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
     pk_put(w, "          </SegmentTimeline>\n");
 }
 
-static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_set_t *set, size_t id)
+static int put_set(pk_text_t *w, const pk_dash_period_t *per, const pk_dash_set_t *set, size_t id)
 {
     int max_w = 0, max_h = 0;
     size_t i;
@@ -147,12 +147,10 @@ static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_set_t *se
                    "value=\"%d\"/>\n",
                    r->channels > 0 ? r->channels : 2);
         }
-        /* VOD starts at 0; live keeps the stream's clock (availabilityStartTime is its 0) */
         pk_put(w,
                "        <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"%lld\" "
                "initialization=\"%s\" media=\"%s/$Time$.m4s\">\n",
-               (long long) (!m->dynamic && set->nsegs ? set->segs[0].start_90k : 0), r->init_uri,
-               r->id);
+               (long long) per->pto_90k, r->init_uri, r->id);
         put_timeline(w, set);
         pk_put(w, "        </SegmentTemplate>\n      </Representation>\n");
     }
@@ -163,10 +161,10 @@ static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_set_t *se
 int pk_dash_write_mpd(const pk_dash_mpd_t *m, cb_buf_t *out)
 {
     pk_text_t w = { .b = out };
-    size_t i;
+    size_t i, p;
     int rc;
 
-    if (m->nsets == 0 || (m->utc_timing_uri && !attr_ok(m->utc_timing_uri)))
+    if (m->nperiods == 0 || (m->utc_timing_uri && !attr_ok(m->utc_timing_uri)))
         return -EINVAL;
     pk_put(&w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     pk_put(&w,
@@ -185,13 +183,22 @@ int pk_dash_write_mpd(const pk_dash_mpd_t *m, cb_buf_t *out)
     put_duration(&w, "minBufferTime", m->min_buffer_ms);
     if (m->max_segment_ms > 0)
         put_duration(&w, "maxSegmentDuration", m->max_segment_ms);
-    pk_put(&w, ">\n  <Period id=\"0\" start=\"PT0S\">\n");
-    for (i = 0; i < m->nsets; i++) {
-        rc = put_set(&w, m, &m->sets[i], i);
-        if (rc)
-            return rc;
+    pk_put(&w, ">\n");
+    for (p = 0; p < m->nperiods; p++) {
+        const pk_dash_period_t *per = &m->periods[p];
+
+        if (per->nsets == 0 || per->start_ms < 0)
+            return -EINVAL;
+        pk_put(&w, "  <Period id=\"p%lld\"", (long long) per->id);
+        put_duration(&w, "start", per->start_ms);
+        pk_put(&w, ">\n");
+        for (i = 0; i < per->nsets; i++) {
+            rc = put_set(&w, per, &per->sets[i], i);
+            if (rc)
+                return rc;
+        }
+        pk_put(&w, "  </Period>\n");
     }
-    pk_put(&w, "  </Period>\n");
     if (m->dynamic && m->utc_timing_uri)
         pk_put(&w, "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"%s\"/>\n",
                m->utc_timing_uri);

@@ -120,12 +120,13 @@ static int master_playlist(const pk_timeline_t *tl, cb_buf_t *out)
     return pk_hls_write_master(&m, out);
 }
 
-/* The DASH timeline of a set: the pieces of its first rendition, gaps left out. */
-static size_t set_timeline(const pk_timeline_t *tl, size_t ri, size_t from, pk_dash_seg_t *segs)
+/* The DASH timeline of a set in entries [from, to): the pieces of its first rendition. */
+static size_t set_timeline(const pk_timeline_t *tl, size_t ri, size_t from, size_t to,
+                           pk_dash_seg_t *segs)
 {
     size_t i, n = 0;
 
-    for (i = from; i < tl->n; i++) {
+    for (i = from; i < to; i++) {
         const pk_entry_t *e = pk_tl_entry(tl, i);
         const pk_piece_t *p = e->gap ? NULL : piece(e, ri);
         if (p)
@@ -134,13 +135,15 @@ static size_t set_timeline(const pk_timeline_t *tl, size_t ri, size_t from, pk_d
     return n;
 }
 
-/* The newest init segment of rendition ri, as "<name>/<file>". */
-static void latest_init(const pk_timeline_t *tl, size_t ri, char *out, size_t outlen)
+/* The init segment of rendition ri in entries [from, to), as "<name>/<file>":
+ * one, since a new one opens a Period. */
+static void period_init(const pk_timeline_t *tl, size_t ri, size_t from, size_t to, char *out,
+                        size_t outlen)
 {
-    size_t i = tl->n;
+    size_t i;
 
     out[0] = '\0';
-    while (i-- > 0) {
+    for (i = from; i < to; i++) {
         const pk_piece_t *p = piece(pk_tl_entry(tl, i), ri);
         if (p) {
             snprintf(out, outlen, "%s/%s", tl->rend[ri].name, base_name(pk_tl_init(tl, p)));
@@ -149,38 +152,38 @@ static void latest_init(const pk_timeline_t *tl, size_t ri, char *out, size_t ou
     }
 }
 
-static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, cb_buf_t *out)
-{
+/* What one Period of the MPD needs, made from entries [from, to). */
+typedef struct period_buf {
     pk_dash_rep_t reps[2][PK_MAX_RENDITIONS];
     uri_t inits[PK_MAX_RENDITIONS];
-    pk_dash_set_t sets[2] = { { .video = true, .reps = reps[0] }, { .reps = reps[1] } };
-    pk_dash_seg_t *segs[2] = { NULL, NULL };
-    size_t n = tl->n - from, i, nsets = 0, s;
-    int64_t max_dur = 0;
-    int rc = -ENOMEM;
+    pk_dash_set_t sets[2];
+} period_buf_t;
 
-    for (s = 0; s < 2; s++) {
-        segs[s] = calloc(n ? n : 1, sizeof(**segs));
-        if (!segs[s])
-            goto out;
-    }
+static void make_period(const pk_timeline_t *tl, size_t from, size_t to, period_buf_t *pb,
+                        pk_dash_seg_t *segs[2], pk_dash_period_t *per)
+{
+    pk_dash_set_t *sets = pb->sets;
+    size_t i;
+
+    sets[0] = (pk_dash_set_t){ .video = true, .reps = pb->reps[0] };
+    sets[1] = (pk_dash_set_t){ .reps = pb->reps[1] };
     for (i = 0; i < tl->nrend; i++) {
         const pk_rendition_t *r = &tl->rend[i];
-        pk_dash_set_t *set = &sets[r->video ? 0 : 1];
-        pk_dash_rep_t *rep = &reps[r->video ? 0 : 1][set->nreps];
+        int k = r->video ? 0 : 1;
+        pk_dash_set_t *set = &sets[k];
         int64_t peak, avg;
 
-        latest_init(tl, i, inits[i], URI_MAX);
-        if (!inits[i][0])
-            continue; /* nothing of it in the window */
+        period_init(tl, i, from, to, pb->inits[i], URI_MAX);
+        if (!pb->inits[i][0])
+            continue; /* nothing of it in this Period */
         if (set->nreps == 0) {
-            set->segs = segs[r->video ? 0 : 1];
-            set->nsegs = set_timeline(tl, i, from, segs[r->video ? 0 : 1]);
+            set->segs = segs[k];
+            set->nsegs = set_timeline(tl, i, from, to, segs[k]);
         }
         pk_render_bitrates(r, &peak, &avg);
-        *rep = (pk_dash_rep_t){
+        pb->reps[k][set->nreps++] = (pk_dash_rep_t){
             .id = r->name,
-            .init_uri = inits[i],
+            .init_uri = pb->inits[i],
             .codecs = r->codecs,
             .bandwidth_bps = peak,
             .width = r->width,
@@ -189,19 +192,71 @@ static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, 
             .sample_rate = r->sample_rate > 0 ? r->sample_rate : 48000,
             .channels = r->channels > 0 ? r->channels : 2,
         };
-        set->nreps++;
+    }
+    per->sets = sets[0].nreps ? sets : sets + 1;
+    per->nsets = (size_t) (sets[0].nreps > 0) + (size_t) (sets[1].nreps > 0);
+}
+
+/*
+ * The MPD: a Period per run of entries that plays straight through
+ * (pk_tl_opens_period), gap entries in none. A Period starts where the wall
+ * clock of its first entry is: from the session's availabilityStartTime
+ * when live, from the first Period's when static; so a Period keeps its id
+ * and start while the window moves and after a restart.
+ */
+static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, cb_buf_t *out)
+{
+    bool dynamic = !o->vod && !tl->ended;
+    size_t n = tl->n - from, i, np = 0, k, runs = 0;
+    pk_dash_period_t *pers = NULL;
+    period_buf_t *pbs = NULL;
+    pk_dash_seg_t *segs = calloc(2 * (n ? n : 1), sizeof(*segs));
+    int64_t max_dur = 0, base_ms = 0, end_ms = 0;
+    int rc = -ENOMEM;
+
+    for (i = from; i < tl->n; i++)
+        runs += !pk_tl_entry(tl, i)->gap &&
+                (i == from || pk_tl_entry(tl, i - 1)->gap || pk_tl_opens_period(tl, i));
+    pers = calloc(runs ? runs : 1, sizeof(*pers));
+    pbs = calloc(runs ? runs : 1, sizeof(*pbs));
+    if (!pers || !pbs || !segs)
+        goto out;
+    for (i = from; i < tl->n; i = k) {
+        const pk_entry_t *e = pk_tl_entry(tl, i), *last;
+        pk_dash_seg_t *ps[2] = { segs + (i - from), segs + n + (i - from) };
+        pk_period_open_t open;
+
+        if (e->gap) {
+            k = i + 1;
+            continue;
+        }
+        /* entries i..k-1 play straight through */
+        for (k = i + 1; k < tl->n && !pk_tl_entry(tl, k)->gap && !pk_tl_opens_period(tl, k); k++)
+            ;
+        open = pk_tl_period_of(tl, i);
+        if (np == 0)
+            base_ms = dynamic ? tl->ast_ms : open.pdt_ms;
+        pers[np] = (pk_dash_period_t){
+            .id = open.msn,
+            .start_ms = CB_MAX(open.pdt_ms - base_ms, 0),
+            .pto_90k = open.start_90k,
+        };
+        make_period(tl, i, k, &pbs[np], ps, &pers[np]);
+        last = pk_tl_entry(tl, k - 1);
+        end_ms = pers[np].start_ms + (last->start_90k + last->dur_90k - open.start_90k) / 90;
+        if (pers[np].nsets)
+            np++;
     }
     for (i = from; i < tl->n; i++)
         max_dur = CB_MAX(max_dur, pk_tl_entry(tl, i)->dur_90k);
-    if (sets[0].nreps == 0)
-        sets[0] = sets[1];
-    else if (sets[1].nreps)
-        nsets = 1;
-    nsets++;
+    if (np == 0) {
+        rc = -ENODATA; /* only gaps in the window */
+        goto out;
+    }
     rc = pk_dash_write_mpd(
         &(pk_dash_mpd_t){
-            .dynamic = !o->vod && !tl->ended,
-            .availability_start_ms = tl->anchor_ms - tl->anchor_pts / 90,
+            .dynamic = dynamic,
+            .availability_start_ms = tl->ast_ms,
             .publish_ms = o->now_ms,
             .dvr_window_s = CB_MAX(o->window_s, 3 * tl->target_90k / 90000),
             .update_period_ms = tl->target_90k / 90,
@@ -209,14 +264,15 @@ static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, 
             .min_buffer_ms = 2 * tl->target_90k / 90,
             .max_segment_ms = max_dur / 90,
             .utc_timing_uri = o->utc_timing_uri,
-            .duration_ms = pk_tl_duration_90k(tl) / 90,
-            .sets = sets,
-            .nsets = nsets,
+            .duration_ms = end_ms,
+            .periods = pers,
+            .nperiods = np,
         },
         out);
 out:
-    free(segs[0]);
-    free(segs[1]);
+    free(pers);
+    free(pbs);
+    free(segs);
     return rc;
 }
 

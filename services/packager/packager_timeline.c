@@ -25,6 +25,7 @@ pk_timeline_t *pk_tl_new(const char *stream_id, int64_t target_90k)
     tl->first_seq = -1;
     tl->next_seq = -1;
     tl->end_seq = -1;
+    tl->period.msn = -1;
     return tl;
 }
 
@@ -117,6 +118,8 @@ static void commit_entry(pk_timeline_t *tl, pk_entry_t *e)
 {
     e->msn = tl->next_msn++;
     tl->end_90k = e->start_90k + e->dur_90k;
+    if (!tl->ast_ms && e->pdt_ms)
+        tl->ast_ms = e->pdt_ms;
     if (e->msn < tl->window_msn) {
         free(e->pieces);
         return;
@@ -496,6 +499,8 @@ static void start_at(pk_timeline_t *tl, int64_t seq)
     tl->end_seq = -1;
     tl->anchored = false;
     tl->front_pts = tl->front_pdt_ms = 0;
+    tl->ast_ms = 0;
+    tl->period.msn = -1;
     tl->started_ms = cb_clock_wall_ms();
     tl->session_seq = seq;
 }
@@ -651,6 +656,10 @@ int pk_tl_trim(pk_timeline_t *tl, int64_t window_s,
     if (cut == 0)
         return 0;
     tl->disc_seq = pk_tl_disc_seq_at(tl, cut);
+    /* the Period of the new front, before its opening leaves */
+    tl->period.msn = -1;
+    if (!pk_tl_entry(tl, cut)->gap && !pk_tl_opens_period(tl, cut))
+        tl->period = pk_tl_period_of(tl, cut);
     for (k = 0; k < cut; k++) {
         pk_entry_t *e = pk_tl_entry(tl, k);
         if (gone)
@@ -665,6 +674,42 @@ int pk_tl_trim(pk_timeline_t *tl, int64_t window_s,
     tl->first_seq = pk_tl_entry(tl, 0)->seq;
     tl->first_msn = pk_tl_entry(tl, 0)->msn - pk_tl_entry(tl, 0)->part;
     return (int) cut;
+}
+
+/* Whether b's pieces have init segments other than a's. */
+static bool inits_differ(const pk_entry_t *a, const pk_entry_t *b)
+{
+    size_t i;
+
+    for (i = 0; i < a->npieces && i < b->npieces; i++)
+        if (a->pieces[i].dur_90k > 0 && b->pieces[i].dur_90k > 0 &&
+            a->pieces[i].init != b->pieces[i].init)
+            return true;
+    return false;
+}
+
+bool pk_tl_opens_period(const pk_timeline_t *tl, size_t i)
+{
+    const pk_entry_t *e = pk_tl_entry(tl, i), *prev;
+
+    if (e->gap)
+        return false;
+    if (i == 0)
+        return tl->period.msn < 0 || tl->period.msn >= e->msn;
+    prev = pk_tl_entry(tl, i - 1);
+    return prev->gap || e->disc || inits_differ(prev, e);
+}
+
+pk_period_open_t pk_tl_period_of(const pk_timeline_t *tl, size_t i)
+{
+    const pk_entry_t *e;
+
+    while (i > 0 && !pk_tl_opens_period(tl, i))
+        i--;
+    e = pk_tl_entry(tl, i);
+    if (i == 0 && !pk_tl_opens_period(tl, 0))
+        return tl->period;
+    return (pk_period_open_t){ e->msn, e->start_90k, e->pdt_ms };
 }
 
 /* ---- state ---- */
@@ -690,6 +735,13 @@ json_t *pk_tl_state_dump(const pk_timeline_t *tl)
                    (json_int_t) tl->started_ms, "session_seq", (json_int_t) tl->session_seq,
                    "front_pts", (json_int_t) tl->front_pts, "front_pdt_ms",
                    (json_int_t) tl->front_pdt_ms, "gaps", gaps);
+    if (st && tl->ast_ms)
+        json_object_set_new(st, "ast_ms", json_integer((json_int_t) tl->ast_ms));
+    if (st && tl->period.msn >= 0)
+        json_object_set_new(st, "period",
+                            json_pack("[I,I,I]", (json_int_t) tl->period.msn,
+                                      (json_int_t) tl->period.start_90k,
+                                      (json_int_t) tl->period.pdt_ms));
     return st;
 }
 
@@ -718,7 +770,9 @@ int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errl
      * state near 2^53 must still load after more entries */
     const int64_t N = PK_MAX_NUMBER, COUNTER = INT64_C(1) << 62;
     int64_t v, first_seq, first_msn, window_msn, disc_seq, end_seq, started, session, fpts, fpdt;
-    const json_t *gaps, *g, *ended = json_object_get(st, "ended");
+    int64_t ast = 0;
+    pk_period_open_t period = { -1, 0, 0 };
+    const json_t *gaps, *g, *per, *ended = json_object_get(st, "ended");
     pk_gap_t *loaded;
     size_t i, n;
 
@@ -744,6 +798,20 @@ int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errl
     if (window_msn < first_msn) {
         snprintf(err, errlen, "packager state: window_msn: before first_msn");
         return -EINVAL;
+    }
+    /* added later: a state without them is still good */
+    if (json_object_get(st, "ast_ms") && state_int(st, "ast_ms", 0, N, &ast, err, errlen))
+        return -EINVAL;
+    per = json_object_get(st, "period");
+    if (per) {
+        json_int_t pm, pt, pp;
+        if (json_unpack((json_t *) per, "[I,I,I]", &pm, &pt, &pp) || pm < 0 || pm > window_msn ||
+            pt <= -N || pt >= N || pp < 0 || pp >= N) {
+            snprintf(err, errlen,
+                     "packager state: period: not [msn up to window_msn, media time, wall clock]");
+            return -EINVAL;
+        }
+        period = (pk_period_open_t){ pm, pt, pp };
     }
     gaps = json_object_get(st, "gaps");
     n = json_array_size(gaps);
@@ -784,6 +852,8 @@ int pk_tl_state_load(pk_timeline_t *tl, const json_t *st, char *err, size_t errl
     tl->session_seq = session;
     tl->front_pts = fpts;
     tl->front_pdt_ms = fpdt;
+    tl->ast_ms = ast;
+    tl->period = period;
     tl->next_seq = first_seq;
     tl->next_msn = first_msn;
     if (fpdt) {

@@ -82,6 +82,11 @@ typedef struct pk_gap {
     bool disc;
 } pk_gap_t;
 
+/* The entry a DASH Period opens with (see pk_tl_opens_period). */
+typedef struct pk_period_open {
+    int64_t msn, start_90k, pdt_ms;
+} pk_period_open_t;
+
 typedef struct pk_timeline {
     char stream[65];
     int64_t target_90k; /* segment duration gaps are cut into */
@@ -107,6 +112,10 @@ typedef struct pk_timeline {
     int64_t front_pts, front_pdt_ms; /* the clock at the window's front, so a replay
                                       * that starts in a gap still has one */
     int64_t session_seq;             /* the job the session started with (names its VOD asset) */
+    int64_t ast_ms;                  /* wall clock the session's DASH times count from: its
+                                      * first entry's; 0 until there is one */
+    pk_period_open_t period;         /* where the DASH Period of the window's front opened
+                                      * (msn -1: at the front) */
 
     int64_t next_seq; /* the next job to publish */
     int64_t next_msn;
@@ -185,6 +194,19 @@ int64_t pk_tl_disc_seq_at(const pk_timeline_t *tl, size_t start);
  */
 int pk_tl_trim(pk_timeline_t *tl, int64_t window_s,
                void (*gone)(void *arg, const pk_timeline_t *tl, const pk_entry_t *e), void *arg);
+
+/*
+ * Whether entry i opens a DASH Period: the first entry with media after a
+ * gap, at a discontinuity, or where an init segment changes. Players play
+ * through a Period boundary but not through a hole in a SegmentTimeline.
+ * The front entry opens one unless the state says its Period opened
+ * earlier (tl->period).
+ */
+bool pk_tl_opens_period(const pk_timeline_t *tl, size_t i);
+
+/* Where the Period of entry i (one with media) opened, which may be before
+ * the window. */
+pk_period_open_t pk_tl_period_of(const pk_timeline_t *tl, size_t i);
 
 /* Duration of the window, 90 kHz. */
 int64_t pk_tl_duration_90k(const pk_timeline_t *tl);

@@ -225,44 +225,59 @@ static const pk_dash_rep_t audio_reps[] = {
 };
 
 /*
- * Live: video 2 s segments with a failed one (left out: a gap) and a
- * shorter one; audio segments named by their own starts, AAC frames making
- * them alternate around 2 s.
+ * Live: video 2 s segments with a failed one and a shorter one; audio
+ * segments named by their own starts, AAC frames making them alternate
+ * around 2 s. The failed segment ends the first Period; the second starts
+ * where its first segment's wall clock is.
  */
 static void test_dash_live(void **state)
 {
-    pk_dash_seg_t video[8], audio[4];
-    pk_dash_set_t sets[2] = {
-        { .video = true, .reps = video_reps, .nreps = 2, .segs = video, .nsegs = 0 },
-        { .video = false, .reps = audio_reps, .nreps = 1, .segs = audio, .nsegs = 4 },
+    pk_dash_seg_t video[8], audio[8];
+    pk_dash_set_t sets[2][2] = {
+        { { .video = true, .reps = video_reps, .nreps = 2, .segs = video },
+          { .video = false, .reps = audio_reps, .nreps = 1, .segs = audio } },
+        { { .video = true, .reps = video_reps, .nreps = 2, .segs = video + 5 },
+          { .video = false, .reps = audio_reps, .nreps = 1, .segs = audio + 5 } },
+    };
+    int64_t t = 140 * SEG;
+    pk_dash_period_t periods[2] = {
+        { .id = 140, .start_ms = 300000, .pto_90k = t, .sets = sets[0], .nsets = 2 },
+        { .id = 146, .start_ms = 312000, .pto_90k = t + 6 * SEG, .sets = sets[1], .nsets = 2 },
     };
     pk_dash_mpd_t m = { .dynamic = true,
                         .availability_start_ms = T0_MS,
-                        .publish_ms = T0_MS + 300000,
+                        .publish_ms = T0_MS + 320000,
                         .dvr_window_s = 3600,
                         .update_period_ms = 2000,
                         .presentation_delay_ms = 6000,
                         .min_buffer_ms = 4000,
                         .max_segment_ms = 2000,
                         .utc_timing_uri = "/v1/time",
-                        .sets = sets,
-                        .nsets = 2 };
-    int64_t t = 140 * SEG;
+                        .periods = periods,
+                        .nperiods = 2 };
     cb_buf_t b;
-    int i;
+    int i, n = 0;
 
     (void) state;
     for (i = 0; i < 8; i++) {
         if (i == 5)
-            continue; /* failed: a gap */
-        video[sets[0].nsegs++] = (pk_dash_seg_t){ t + i * SEG, i == 7 ? SEG / 2 : SEG };
+            continue; /* failed */
+        video[n] = (pk_dash_seg_t){ t + i * SEG, i == 7 ? SEG / 2 : SEG };
+        audio[n++] = (pk_dash_seg_t){ t - 1920 + i * SEG + (i % 2 ? 0 : 1920),
+                                      i % 2 ? SEG + 1920 : SEG - 1920 };
     }
-    for (i = 0; i < 4; i++)
-        audio[i] =
-            (pk_dash_seg_t){ t - 1920 + i * SEG + (i > 1 ? 1920 : 0), i == 1 ? SEG + 1920 : SEG };
+    sets[0][0].nsegs = sets[0][1].nsegs = 5;
+    sets[1][0].nsegs = sets[1][1].nsegs = 2;
     cb_buf_init(&b, 1 << 16);
     assert_int_equal(pk_dash_write_mpd(&m, &b), 0);
     golden("live.mpd", &b);
+    /* a Period needs a set, and a start not before the presentation's */
+    periods[1].nsets = 0;
+    cb_buf_reset(&b);
+    assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
+    periods[1].nsets = 2;
+    periods[1].start_ms = -1;
+    assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
     cb_buf_release(&b);
 }
 
@@ -271,7 +286,10 @@ static void test_dash_vod(void **state)
     pk_dash_rep_t rep = video_reps[1], bad = video_reps[1];
     pk_dash_seg_t segs[3] = { { 900000, SEG }, { 900000 + SEG, SEG }, { 900000 + 2 * SEG, 91234 } };
     pk_dash_set_t set = { .video = true, .reps = &rep, .nreps = 1, .segs = segs, .nsegs = 3 };
-    pk_dash_mpd_t m = { .duration_ms = 5014, .min_buffer_ms = 4000, .sets = &set, .nsets = 1 };
+    pk_dash_period_t per = { .pto_90k = 900000, .sets = &set, .nsets = 1 };
+    pk_dash_mpd_t m = {
+        .duration_ms = 5014, .min_buffer_ms = 4000, .periods = &per, .nperiods = 1
+    };
     cb_buf_t b;
 
     (void) state;
@@ -284,7 +302,7 @@ static void test_dash_vod(void **state)
     set.reps = &bad;
     cb_buf_reset(&b);
     assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
-    m.nsets = 0;
+    m.nperiods = 0;
     assert_int_equal(pk_dash_write_mpd(&m, &b), -EINVAL);
     cb_buf_release(&b);
 }
@@ -306,7 +324,10 @@ static void test_dash_timeline_joins_jitter(void **state)
         { 6 * SEG + 1320, SEG + 30 },
     };
     pk_dash_set_t set = { .video = true, .reps = &rep, .nreps = 1, .segs = segs, .nsegs = 6 };
-    pk_dash_mpd_t m = { .duration_ms = 14000, .min_buffer_ms = 4000, .sets = &set, .nsets = 1 };
+    pk_dash_period_t per = { .sets = &set, .nsets = 1 };
+    pk_dash_mpd_t m = {
+        .duration_ms = 14000, .min_buffer_ms = 4000, .periods = &per, .nperiods = 1
+    };
     cb_buf_t b;
 
     (void) state;

@@ -25,6 +25,7 @@
 #include "cb_proto.h"
 #include "clock.h"
 #include "defs.h"
+#include "packager_render.h"
 #include "packager_timeline.h"
 
 #define TARGET 180000          /* the target segment duration: 2 s at 90 kHz */
@@ -1262,6 +1263,8 @@ static void test_state_load(void **state)
                   "\"disc_seq\":9007199254740992,\"ended\":false,\"end_seq\":9007199254740992,"
                   "\"started_ms\":9007199254740992,\"session_seq\":9007199254740992,"
                   "\"front_pts\":-9007199254740992,\"front_pdt_ms\":9007199254740992,"
+                  "\"ast_ms\":9007199254740992,"
+                  "\"period\":[9007199254740992,-9007199254740991,9007199254740991],"
                   "\"gaps\":[[9007199254740991,9007199254740991,-9007199254740991,324000000,"
                   "9007199254740991,true]]}");
     assert_int_equal(pk_tl_state_load(tl, st, err, sizeof(err)), 0);
@@ -1309,6 +1312,15 @@ static void test_state_load_checks(void **state)
     assert_state_refused(state_with("front_pts", "-9007199254740993"), "front_pts");
     assert_state_refused(state_with("front_pdt_ms", "-1"), "front_pdt_ms");
     assert_state_refused(state_with("front_pdt_ms", "9223372036854775807"), "front_pdt_ms");
+    assert_state_refused(state_with("ast_ms", "-1"), "ast_ms");
+    assert_state_refused(state_with("ast_ms", "\"0\""), "ast_ms: not an integer");
+    /* the Period of the front: [msn up to window_msn, media time, wall clock] */
+    assert_state_refused(state_with("period", "[16,0,0]"), "period");
+    assert_state_refused(state_with("period", "[-1,0,0]"), "period");
+    assert_state_refused(state_with("period", "[14,9007199254740992,0]"), "period");
+    assert_state_refused(state_with("period", "[14,0,-1]"), "period");
+    assert_state_refused(state_with("period", "[14,0]"), "period");
+    assert_state_refused(state_with("period", "{}"), "period");
     assert_state_refused(state_with("gaps", "{}"), "gaps");
     assert_state_refused(state_with("gaps", NULL), "gaps");
     /* a gap: [seq, count, start, duration, wall clock, discontinuity], within range */
@@ -2011,6 +2023,113 @@ static void test_wall_clock_overflow(void **state)
     *state = NULL;
 }
 
+/* ---- DASH Periods ---- */
+
+static int keep_mpd(void *arg, const char *name, const cb_buf_t *bytes)
+{
+    char **mpd = arg;
+
+    if (strcmp(name, "manifest.mpd") == 0) {
+        free(*mpd);
+        *mpd = strndup(bytes->data, bytes->len);
+        assert_non_null(*mpd);
+    }
+    return 0;
+}
+
+/* The live MPD of tl (the caller frees it). */
+static char *live_mpd(const pk_timeline_t *tl, int64_t window_s)
+{
+    char *mpd = NULL;
+
+    assert_int_equal(
+        pk_render(tl, &(pk_render_opts_t){ .window_s = window_s, .now_ms = T0_MS }, keep_mpd, &mpd),
+        0);
+    assert_non_null(mpd);
+    return mpd;
+}
+
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+
+    while ((text = strstr(text, what)) != NULL) {
+        n++;
+        text++;
+    }
+    return n;
+}
+
+/*
+ * A Period opens at the first entry, after a gap, at a discontinuity and at
+ * a new init segment; it keeps its id and start while the window moves past
+ * its first entry, and after a replay.
+ */
+static void test_dash_periods(void **state)
+{
+    pk_timeline_t *tl = pk_tl_new("s1", TARGET), *b;
+    store_t st = { .n = 0 };
+    char *mpd, *again;
+    job_t j;
+    size_t i;
+
+    (void) state;
+    for (i = 0; i < 9; i++) {
+        j = i == 3 ? failed_job((int64_t) i) : job((int64_t) i);
+        if (i == 6) { /* the publisher came back: timestamps from 0, 7 s later */
+            j.disc = true;
+            j.start_90k = 0;
+            j.wallclock_ms = T0_MS + 6 * JOB / 90 + 7000;
+        } else if (i > 6) {
+            j.start_90k = (int64_t) (i - 6) * JOB;
+            j.wallclock_ms = T0_MS + 6 * JOB / 90 + 7000 + (int64_t) (i - 6) * JOB / 90;
+        }
+        if (i == 8)
+            j.init = 2; /* the encoder's configuration changed */
+        add(tl, j, 1000, NULL);
+        store_put(&st, j);
+    }
+    assert_int_equal(tl->n, 18);
+    for (i = 0; i < tl->n; i++)
+        assert_int_equal(pk_tl_opens_period(tl, i), i == 0 || i == 8 || i == 12 || i == 16);
+    assert_int_equal(tl->ast_ms, T0_MS);
+
+    mpd = live_mpd(tl, 3600);
+    assert_int_equal(count_of(mpd, "<Period "), 4);
+    assert_non_null(strstr(mpd, "<Period id=\"p0\" start=\"PT0.000S\">"));
+    assert_non_null(strstr(mpd, "<Period id=\"p8\" start=\"PT16.000S\">")); /* after the gap */
+    assert_non_null(strstr(mpd, "<Period id=\"p12\" start=\"PT31.000S\">"));
+    assert_non_null(strstr(mpd, "<Period id=\"p16\" start=\"PT39.000S\">"));
+    assert_non_null(strstr(mpd, "presentationTimeOffset=\"1440000\"")); /* p8: job 4's start */
+    free(mpd);
+
+    /* the window's front moves into p8: it keeps its id and start */
+    assert_true(pk_tl_trim(tl, 18, NULL, NULL) > 0);
+    assert_int_equal(pk_tl_entry(tl, 0)->msn, 9);
+    assert_int_equal(tl->period.msn, 8);
+    assert_false(pk_tl_opens_period(tl, 0));
+    mpd = live_mpd(tl, 18);
+    assert_int_equal(count_of(mpd, "<Period "), 3);
+    assert_non_null(strstr(mpd, "<Period id=\"p8\" start=\"PT16.000S\">"));
+    assert_non_null(strstr(mpd, "presentationTimeOffset=\"1440000\""));
+    assert_non_null(strstr(mpd, "<S t=\"1620000\" d=\"180000\" r=\"2\"/>"));
+
+    /* a restart gives the same MPD */
+    b = replay(tl, &st);
+    again = live_mpd(b, 18);
+    assert_string_equal(mpd, again);
+    free(again);
+    free(mpd);
+    pk_tl_free(b);
+
+    /* the front at a Period's first entry: nothing to remember */
+    assert_true(pk_tl_trim(tl, 12, NULL, NULL) > 0);
+    assert_int_equal(pk_tl_entry(tl, 0)->msn, 12);
+    assert_int_equal(tl->period.msn, -1);
+    assert_true(pk_tl_opens_period(tl, 0));
+    pk_tl_free(tl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2023,6 +2142,7 @@ int main(void)
         cmocka_unit_test(test_discontinuity),
         cmocka_unit_test_teardown(test_failed_discontinuity_clock, free_timeline),
         cmocka_unit_test(test_trim),
+        cmocka_unit_test(test_dash_periods),
         cmocka_unit_test(test_end_and_reopen),
         cmocka_unit_test_teardown(test_result_after_end_waits_for_next_session, free_timeline),
         cmocka_unit_test(test_invalid_results),

@@ -9,7 +9,9 @@
  * goes on from there); each result that decodes is added at a monotonic
  * "now" that follows the results' finished_at_ms, and the ticker's work
  * follows: pk_tl_expire, then pk_tl_trim to the stream's DVR window, and
- * the state is dumped and must load into a fresh timeline. At the end:
+ * the manifests are rendered (live and VOD: DASH Periods from gaps,
+ * discontinuities and init changes), and the state is dumped and must load
+ * into a fresh timeline. At the end:
  * pk_tl_advance, a last expire, and the same check.
  *
  * The state is the document pk_tl_state_dump writes: gaps are
@@ -33,6 +35,7 @@
 
 #include "cb_proto.h"
 #include "defs.h"
+#include "packager_render.h"
 #include "packager_timeline.h"
 
 #define SEP         "\n--\n"
@@ -113,6 +116,28 @@ static void trim(pk_timeline_t *tl)
     cut = pk_tl_trim(tl, tl->packaging.dvr_window_s, gone, &n);
     CB_ASSERT(cut >= 0 && (size_t) cut == n);
     CB_ASSERT(cut == 0 || tl->n >= 3);
+}
+
+static int no_file(void *arg, const char *name, const cb_buf_t *bytes)
+{
+    (void) arg;
+    CB_ASSERT(name[0] && bytes->len > 0);
+    return 0;
+}
+
+/* The manifests of the window (live) and of every entry (VOD): made, or
+ * nothing to list; never a hole in memory. */
+static void render(const pk_timeline_t *tl)
+{
+    int rc = pk_render(tl,
+                       &(pk_render_opts_t){ .window_s = tl->packaging.dvr_window_s,
+                                            .now_ms = T0_MS,
+                                            .utc_timing_uri = "/time" },
+                       no_file, NULL);
+
+    CB_ASSERT(rc == 0 || rc == -ENODATA || rc == -EINVAL || rc == -ENOMEM);
+    rc = pk_render(tl, &(pk_render_opts_t){ .vod = true }, no_file, NULL);
+    CB_ASSERT(rc == 0 || rc == -ENODATA || rc == -EINVAL || rc == -ENOMEM);
 }
 
 static void load_state(pk_timeline_t *tl, const uint8_t *p, size_t len)
@@ -226,6 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             pk_tl_expire(tl, now_ms, WAIT_MS);
             trim(tl);
             walk(tl);
+            render(tl);
             dump_and_reload(tl); /* the packager stores the state after each change */
         }
         if (!sep || part == MAX_RESULTS)
@@ -237,6 +263,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pk_tl_expire(tl, now_ms + 10 * WAIT_MS, WAIT_MS);
     trim(tl);
     walk(tl);
+    render(tl);
     dump_and_reload(tl);
     pk_tl_free(tl);
     return 0;
