@@ -23,10 +23,13 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
+from confluent_kafka import Producer
 
-from conftest import ROOT, TopicReader, commit_group_to_end, wait_until
+from conftest import ROOT, TopicReader, commit_group_to_end, unique, wait_until
 from test_ingest import create_stream, finish, publish
 from test_packager import DONE, playlist, segments, start_pipeline
 
@@ -37,6 +40,8 @@ MODULES = ("playwright-core", "hls.js", "dashjs", "shaka-player")
 SOURCE_S = 6    # the generated source clip
 MAX_LOOPS = 19  # the publisher stops by itself after 120 s at the latest
 LIVE_PLAY_S = 20  # long enough to cross several segment boundaries and loop points
+GAP_JOBS = (14, 18)  # jobs of the stream replayed with a failed one: at least, at most
+GAP_FAILED = 6    # the one that fails: a few segments after the players start
 
 
 def _modules_present():
@@ -151,6 +156,47 @@ def explain(res):
         "\n--- play.mjs log tail ---\n" + res["log_tail"]
 
 
+class GapReplay(threading.Thread):
+    """The worker's real results for a played stream, sent again at the pace
+    of a live stream as another stream (its files copied), but for one job
+    that failed: the packager lists a gap there (EXT-X-GAP, a new DASH
+    Period) that live players must play across. The last job ends the
+    stream, so the VOD asset has the gap too."""
+
+    def __init__(self, stack, storage, source, jobs):
+        super().__init__(daemon=True)
+        self.stream = unique("gap")
+        self.producer = Producer({"bootstrap.servers": stack.brokers, "acks": "all"})
+        self.records = []
+        for seq in range(jobs):
+            text = (storage / f"live/{source}/done/{seq:08d}.json").read_text()
+            self.records.append(json.loads(text.replace(f"live/{source}/",
+                                                        f"live/{self.stream}/")))
+        for d in (storage / "live" / source).iterdir():
+            if d.is_dir() and d.name not in ("done", "packager", "src"):
+                shutil.copytree(d, storage / "live" / self.stream / d.name)
+        self.sent = 0
+        self.error = None
+
+    def run(self):
+        try:
+            for i, rec in enumerate(self.records):
+                dur_ms = rec["duration_90k"] // 90
+                now = int(time.time() * 1000)
+                rec.update(stream_id=self.stream, job_id=f"{self.stream}:{rec['seq']}",
+                           finished_at_ms=now, ingest_wallclock_ms=now - dur_ms - 300,
+                           end_of_stream=i == len(self.records) - 1)
+                if i == GAP_FAILED:
+                    rec.update(status="failed", error="corrupt source segment", renditions=[])
+                self.producer.produce(DONE, key=self.stream.encode(),
+                                      value=json.dumps(rec).encode())
+                assert self.producer.flush(30) == 0
+                self.sent += 1
+                time.sleep(dur_ms / 1000)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
 def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_path,
                                                         e2e_modules, source_360p):
     commit_group_to_end(stack, "packager", [DONE])
@@ -194,6 +240,34 @@ def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_
                 for player, path in (("hls.js", "hls_path"), ("dash.js", "dash_path"),
                                      ("shaka", "dash_path"))]
         vods = [players.result(run, "vod") for run in vods]
+
+        # a failed segment: live players play across its gap, and so does the VOD
+        done = sorted((tmp_path / "media" / "live" / sid / "done").glob("*.json"))
+        assert len(done) >= GAP_JOBS[0], f"only {len(done)} jobs were transcoded"
+        gap = GapReplay(stack, tmp_path / "media", sid, min(len(done), GAP_JOBS[1]))
+        gap.start()
+        gid = gap.stream
+        wait_until(lambda: len(segments(playlist(p, f"/live/{gid}/360p.m3u8"))) >= 3, 60,
+                   what="3 segments of the replayed stream")
+        gap_live = [players.start(player, p.url(f"/live/{gid}/{manifest}"), "--seconds",
+                                  str(LIVE_PLAY_S), "--no-switch")
+                    for player, manifest in (("hls.js", "master.m3u8"),
+                                             ("dash.js", "manifest.mpd"),
+                                             ("shaka", "manifest.mpd"))]
+        gap_live = [players.result(run, "live with a gap") for run in gap_live]
+        gap.join(GAP_JOBS[1] * 3 + 30)
+        assert gap.error is None and gap.sent == len(gap.records), (gap.error, gap.sent)
+        for name in ("360p.m3u8", "manifest.mpd"):
+            (tmp_path / f"gap-{name}").write_text(playlist(p, f"/live/{gid}/{name}"))
+        gap_media = playlist(p, f"/live/{gid}/360p.m3u8")
+        assert sum(1 for _, _, g in segments(gap_media) if g) >= 1, gap_media
+        gap_vod = events.wait(gid, lambda m: any(e["type"] == "vod_ready" for e in m), 120,
+                              "vod_ready of the replayed stream")[-1]
+        gap_vods = [players.start(player, p.url(gap_vod[path]), "--vod", "--rate", "4",
+                                  timeout=120)
+                    for player, path in (("hls.js", "hls_path"), ("dash.js", "dash_path"),
+                                         ("shaka", "dash_path"))]
+        gap_vods = [players.result(run, "vod with a gap") for run in gap_vods]
     finally:
         players.stop_all()
         events.close()
@@ -219,5 +293,19 @@ def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_
         bad = [k for k, v in checks.items() if not v]
         if bad:
             failures.append(f"vod {res['player']}: {bad}\n{explain(res)}")
+    for res in gap_live:
+        checks = {"ok": res["ok"], "no fatal errors": not res["errors"],
+                  f"played >= {LIVE_PLAY_S}s across the gap":
+                      (res["played_s"] or 0) >= LIVE_PLAY_S}
+        bad = [k for k, v in checks.items() if not v]
+        if bad:
+            failures.append(f"live with a gap {res['player']}: {bad}\n{explain(res)}")
+    for res in gap_vods:
+        checks = {"ok": res["ok"], "no fatal errors": not res["errors"], "ended": res["ended"],
+                  "played across the gap to the end":
+                      (res["played_s"] or 0) >= gap_vod["duration_ms"] / 1000 - 5}
+        bad = [k for k, v in checks.items() if not v]
+        if bad:
+            failures.append(f"vod with a gap {res['player']}: {bad}\n{explain(res)}")
     print(f"[browser] results in {players.results}", flush=True)
     assert not failures, "\n\n".join(failures)
