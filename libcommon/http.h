@@ -20,6 +20,12 @@
  * later, from any thread, by returning CB_HTTP_DEFERRED and calling one of
  * the cb_http_reply*() functions once. The request stays valid until the
  * reply is given, even if the client has gone.
+ *
+ * Protocols: HTTP/1.1, and HTTP/2 after an h2c upgrade; with tls_cert and
+ * tls_key, TLS with h2 or http/1.1 by ALPN. On plain HTTP/1.1 a reply goes
+ * out in one send with its headers when small, and a file by sendfile();
+ * an HTTP/2 stream is framed by libwebsockets (DATA frames of at most
+ * 16 KB, the peer's window respected), and TLS reads files into writes.
  */
 #ifndef CB_HTTP_H
 #define CB_HTTP_H
@@ -47,6 +53,8 @@ typedef struct cb_http_config {
     char *api_keys;         /* "role:key,..." */
     bool no_listen;         /* not a config key: listen nowhere, serve only the
                              * connections handed over with cb_http_adopt() */
+    const char *tls_cert;   /* not config keys: PEM files; both set: TLS, and HTTP/2 */
+    const char *tls_key;    /* by ALPN (plain connections may upgrade with h2c) */
 } cb_http_config_t;
 
 extern const cb_config_key_t cb_http_config_keys[];

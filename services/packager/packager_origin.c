@@ -92,6 +92,17 @@ const cb_config_key_t pk_origin_config_keys[] = {
       .def = "*",
       .offset = offsetof(pk_origin_config_t, cors_origins),
       .help = "Access-Control-Allow-Origin sent to browser players: * or one origin." },
+    { .name = "origin_tls_cert",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .offset = offsetof(pk_origin_config_t, tls_cert),
+      .help = "PEM certificate (chain) of the origin port; with origin_tls_key it serves HTTPS "
+              "and HTTP/2 by ALPN. Without: plain HTTP/1.1, and HTTP/2 by h2c upgrade." },
+    { .name = "origin_tls_key",
+      .type = CB_CONFIG_STRING,
+      .def = "",
+      .offset = offsetof(pk_origin_config_t, tls_key),
+      .help = "PEM private key of origin_tls_cert." },
     { .name = NULL },
 };
 
@@ -676,6 +687,18 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
         };
         rc = cb_daemon_add_routes(d, admin, CB_ARRAY_LEN(admin));
     }
+    if (rc == 0 && (cfg->tls_cert[0] || cfg->tls_key[0])) {
+        const char *missing = !cfg->tls_cert[0]                 ? "origin_tls_cert: not set"
+                              : !cfg->tls_key[0]                ? "origin_tls_key: not set"
+                              : access(cfg->tls_cert, R_OK) < 0 ? "origin_tls_cert: unreadable"
+                              : access(cfg->tls_key, R_OK) < 0  ? "origin_tls_key: unreadable"
+                              : cfg->port == 0 ? "origin_tls_cert: needs the origin's own port"
+                                               : NULL;
+        if (missing) {
+            snprintf(err, errlen, "origin: %s (TLS needs a readable certificate and key)", missing);
+            rc = -EINVAL;
+        }
+    }
     if (rc == 0 && cfg->port == 0) {
         rc = cb_daemon_add_routes(d, routes, nroutes);
     } else if (rc == 0) {
@@ -685,6 +708,8 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
             .max_body_bytes = 0,
             .workers = 1,
             .no_listen = true, /* the acceptor thread hands connections over */
+            .tls_cert = cfg->tls_cert,
+            .tls_key = cfg->tls_key,
         };
         for (i = 0; rc == 0 && i < (size_t) CB_MIN(cfg->threads, MAX_THREADS); i++) {
             rc = cb_http_new("packager-origin", &hc, metrics, &o->servers[i], err, errlen);

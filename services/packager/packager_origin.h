@@ -41,6 +41,7 @@ typedef struct pk_origin_config {
     int64_t segment_max_age_ms; /* Cache-Control of segments */
     char *cors_origins;         /* Access-Control-Allow-Origin: "*" or one origin */
     char *signing_key;          /* HMAC key of signed playback URLs; "": none */
+    char *tls_cert, *tls_key;   /* PEM files: the origin port speaks TLS (h2 by ALPN) */
 } pk_origin_config_t;
 
 extern const cb_config_key_t pk_origin_config_keys[];

@@ -10,9 +10,11 @@ with ffmpeg through the origin. Nothing here waits a fixed time.
 """
 
 import json
+import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -20,8 +22,8 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from conftest import (ADMIN_KEY, EDITOR_KEY, VIEWER_KEY, TopicReader, commit_group_to_end, unique,
-                      wait_until)
+from conftest import (ADMIN_KEY, BIN, EDITOR_KEY, VIEWER_KEY, TopicReader, commit_group_to_end,
+                      unique, wait_until)
 
 DONE = "media.transcode.done"
 SEG = 2 * 90000  # 2 s output segments
@@ -398,6 +400,78 @@ def test_origin_headers_ranges_and_errors(start_daemon, results, storage):
     t = p.get("/time")
     assert t.status_code == 200 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
                                                  t.text)
+
+
+def curl(url, *args):
+    """curl (built with nghttp2) fetches url: (HTTP version, status, headers, body)."""
+    with tempfile.NamedTemporaryFile() as out:
+        r = subprocess.run(["curl", "-s", "-k", "-D", "-", "-o", out.name, "--max-time", "30",
+                            *args, url], capture_output=True, timeout=60)
+        assert r.returncode == 0, (url, args, r.returncode, r.stderr)
+        body = out.read()
+    # the last header block: an h2c upgrade's 101 comes first
+    head = [b for b in r.stdout.split(b"\r\n\r\n") if b.strip()][-1]
+    lines = head.decode().split("\r\n")
+    version, status = lines[0].split()[:2]
+    headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return version, int(status), headers, body
+
+
+def check_http2(base, s, body):
+    """HTTP/2 through base: a manifest, a segment larger than the stream
+    window (flow control), HEAD, 304, a range, a 404."""
+    uri = f"{base}/live/{s}/720p/{START:013d}.m4s"
+    v, st, h, got = curl(uri, "--http2")
+    assert (v, st) == ("HTTP/2", 200) and got == body, (v, st, len(got), len(body))
+    assert h["content-length"] == str(len(body)) and "immutable" in h["cache-control"]
+    assert "connection" not in h
+    v, st, h, got = curl(f"{base}/live/{s}/720p.m3u8", "--http2")
+    assert (v, st) == ("HTTP/2", 200) and got.startswith(b"#EXTM3U"), (v, st, got[:100])
+    v, st, h, _ = curl(uri, "--http2", "-I")  # (curl writes the headers as the body)
+    assert (v, st) == ("HTTP/2", 200) and h["content-length"] == str(len(body))
+    v, st, _, got = curl(uri, "--http2", "-H", f"If-None-Match: {h['etag']}")
+    assert (v, st, got) == ("HTTP/2", 304, b"")
+    v, st, h, got = curl(uri, "--http2", "-r", "100000-100099")
+    assert (v, st, got) == ("HTTP/2", 206, body[100000:100100])
+    v, st, _, _ = curl(f"{base}/live/{s}/720p/nothing.m4s", "--http2")
+    assert (v, st) == ("HTTP/2", 404)
+
+
+def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
+    s = unique("pk")
+    results.done(s, 0)
+    # a segment of 300 KB: more than HTTP/2's initial window of 64 KB
+    body = os.urandom(300_000)
+    (storage / f"live/{s}/720p/{START:013d}.m4s").write_bytes(body)
+
+    # plain: HTTP/1.1, or HTTP/2 after an h2c upgrade
+    p = start_packager(start_daemon, storage)
+    wait_segments(p, f"/live/{s}/720p.m3u8", 2)
+    base = f"http://127.0.0.1:{p.origin_port}"
+    v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s")
+    assert (v, st, got) == ("HTTP/1.1", 200, body)
+    check_http2(base, s, body)
+    p.stop()
+
+    # TLS: HTTP/2 by ALPN, and HTTP/1.1 for clients that ask for it
+    cert, key = tmp_path / "origin.crt", tmp_path / "origin.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    p = start_packager(start_daemon, storage, castbus_origin_tls_cert=str(cert),
+                       castbus_origin_tls_key=str(key))
+    base = f"https://127.0.0.1:{p.origin_port}"
+    check_http2(base, s, body)
+    v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s", "--http1.1")
+    assert (v, st, got) == ("HTTP/1.1", 200, body)
+    p.stop()
+
+    # half a TLS configuration is refused at startup, naming the key
+    env = dict(os.environ, **stack.env, CASTBUS_STORAGE_URL=f"file://{storage}",
+               CASTBUS_PORT="0", CASTBUS_ORIGIN_PORT="0", CASTBUS_ORIGIN_TLS_CERT=str(cert))
+    r = subprocess.run([str(BIN / "castbus-packager")], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode != 0 and "origin_tls_key: not set" in r.stdout + r.stderr, r
 
 
 def test_signed_playback_urls(start_daemon, stack, storage):
