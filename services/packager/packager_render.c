@@ -25,7 +25,10 @@ static const char *base_name(const char *key)
 
 void pk_render_bitrates(const pk_rendition_t *r, int64_t *peak, int64_t *average)
 {
-    *average = r->dur_90k > 0 ? r->bytes * 8 * 90000 / r->dur_90k : 0;
+    /* in floating point: bytes times 720000 leaves int64_t for a stream of days */
+    double avg = r->dur_90k > 0 ? (double) r->bytes * 8.0 * 90000.0 / (double) r->dur_90k : 0;
+
+    *average = avg < (double) PK_MAX_NUMBER ? (int64_t) avg : PK_MAX_NUMBER;
     /* a rung is announced for what it may need: its peak, not under its target */
     *peak = CB_MAX(r->peak_bps, CB_MAX(*average, r->target_bps));
 }

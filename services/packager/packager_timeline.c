@@ -334,6 +334,10 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
                 snprintf(err, errlen, "renditions[%zu].segments[%zu]: time out of range", i, k);
                 return -EINVAL;
             }
+            if (m->bytes < 0 || m->bytes > (INT64_C(1) << 60)) {
+                snprintf(err, errlen, "renditions[%zu].segments[%zu]: bytes out of range", i, k);
+                return -EINVAL;
+            }
             if (k && r->segments[k].start_pts_90k < r->segments[k - 1].start_pts_90k) {
                 snprintf(err, errlen, "renditions[%zu].segments: not in time order", i);
                 return -EINVAL;
@@ -414,8 +418,9 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
         if (!rx[i])
             continue;
         for (k = 0; k < r->segments_count; k++) {
-            rx[i]->bytes += r->segments[k].bytes;
-            rx[i]->dur_90k += r->segments[k].duration_90k;
+            /* totals stop at 2^62: no result can make them wrap */
+            rx[i]->bytes = CB_MIN(rx[i]->bytes + r->segments[k].bytes, INT64_C(1) << 62);
+            rx[i]->dur_90k = CB_MIN(rx[i]->dur_90k + r->segments[k].duration_90k, INT64_C(1) << 62);
         }
     }
     tl->last_finished_ms = d->finished_at_ms;

@@ -1108,6 +1108,12 @@ static void test_invalid_results(void **state)
     d->duration_90k = PK_MAX_GAP_90K + 1;
     assert_result_refused(tl, d, "duration_90k");
     d = done_new(&j);
+    d->renditions[0].segments[0].bytes = (INT64_C(1) << 60) + 1; /* totals cannot wrap */
+    assert_result_refused(tl, d, "renditions[0].segments[0]: bytes out of range");
+    d = done_new(&j);
+    d->renditions[0].segments[0].bytes = -1;
+    assert_result_refused(tl, d, "renditions[0].segments[0]: bytes out of range");
+    d = done_new(&j);
     d->renditions[0].segments[0].start_pts_90k = PK_MAX_NUMBER;
     assert_result_refused(tl, d, "renditions[0].segments[0]");
     d = done_new(&j);
