@@ -439,6 +439,8 @@ typedef struct seq_list {
     int64_t *v;
     size_t n, cap;
     int64_t min;
+    int64_t stale_from; /* done records in [stale_from, min) are leftovers */
+    struct seq_list *stale;
 } seq_list_t;
 
 static int collect_done(void *arg, const char *key, const cb_storage_stat_t *stt)
@@ -449,9 +451,17 @@ static int collect_done(void *arg, const char *key, const cb_storage_stat_t *stt
     char tail[8];
 
     (void) stt;
-    if (!name || sscanf(name + 1, "%lld.%7s", &seq, tail) != 2 || strcmp(tail, "json") != 0 ||
-        seq < l->min)
+    if (!name || sscanf(name + 1, "%lld.%7s", &seq, tail) != 2 || strcmp(tail, "json") != 0)
         return 0;
+    if (seq < l->min) {
+        if (l->stale && seq >= l->stale_from) {
+            seq_list_t *o = l->stale;
+            o->min = INT64_MIN;
+            o->stale = NULL;
+            collect_done(o, key, stt); /* when full, the rest waits for another rebuild */
+        }
+        return 0;
+    }
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
         int64_t *n;
@@ -495,10 +505,50 @@ static json_t *get_json(pk_streams_t *s, const char *key, size_t max, int *rc, j
 }
 
 /* Rebuild a stream from its state and the done records. Stream locked. */
+/*
+ * Done records of the session from before the window, with the segments
+ * they name: what deletions queued before a stop (or a crash) left behind.
+ * They go after the grace period like the others; init segments stay (the
+ * window may still use them), and earlier sessions' jobs belong to their
+ * VOD assets.
+ */
+static void sweep_leftovers(pk_streams_t *s, stream_t *st, const seq_list_t *stale, cb_buf_t *b)
+{
+    char key[CB_STORAGE_KEY_MAX];
+    size_t i, r, k, files = 0;
+
+    for (i = 0; i < stale->n; i++) {
+        cb_proto_transcode_done_t d = { 0 };
+        cb_jsonv_error_t verr;
+
+        snprintf(key, sizeof(key), "%s/done/%08" PRId64 ".json", st->prefix, stale->v[i]);
+        cb_buf_reset(b);
+        if (cb_storage_get(s->storage, key, b) == 0 &&
+            cb_proto_transcode_done_decode(b->data, b->len, &d, &verr) == 0) {
+            for (r = 0; r < d.renditions_count; r++)
+                for (k = 0; k < d.renditions[r].segments_count; k++) {
+                    const char *path = d.renditions[r].segments[k].path;
+                    /* only the stream's own files */
+                    if (path && strncmp(path, st->prefix, strlen(st->prefix)) == 0 &&
+                        path[strlen(st->prefix)] == '/' && !strstr(path, "..")) {
+                        delete_later(s, path);
+                        files++;
+                    }
+                }
+        }
+        cb_proto_transcode_done_release(&d);
+        delete_later(s, key);
+    }
+    if (stale->n)
+        cb_log_info("stream %s: %zu done records and %zu segments from before the window were "
+                    "left in storage; deleted after the grace period",
+                    st->prefix, stale->n, files);
+}
+
 static int load_stream(pk_streams_t *s, stream_t *st)
 {
     char key[CB_STORAGE_KEY_MAX], err[256];
-    seq_list_t l = { 0 };
+    seq_list_t l = { 0 }, stale = { 0 };
     json_error_t je;
     json_t *state;
     cb_buf_t b;
@@ -528,13 +578,19 @@ static int load_stream(pk_streams_t *s, stream_t *st)
     cb_buf_init(&b, 16 << 20);
     st->vod_end_seq = st->tl->ended ? st->tl->end_seq : -1;
     l.min = st->tl->first_seq;
+    /* the session's jobs before the window: left by deletions a stop cut short */
+    l.stale_from = st->tl->session_seq >= 0 ? st->tl->session_seq : l.min;
+    l.stale = &stale;
     snprintf(key, sizeof(key), "%s/done/", st->prefix);
     rc = cb_storage_list(s->storage, key, collect_done, &l);
     if (rc && rc != -ENOENT) {
         free(l.v);
+        free(stale.v);
         cb_buf_release(&b);
         return rc;
     }
+    sweep_leftovers(s, st, &stale, &b);
+    free(stale.v);
     qsort(l.v, l.n, sizeof(*l.v), seq_cmp);
     for (i = 0; i < l.n; i++) {
         cb_proto_transcode_done_t *d = calloc(1, sizeof(*d));

@@ -268,7 +268,8 @@ def test_the_dvr_window_moves_and_old_segments_are_deleted(start_daemon, stack, 
 
 def test_kill9_restart_keeps_sequence_numbers_and_window(start_daemon, stack, storage):
     results = Results(stack, storage, window=12)
-    p = start_packager(start_daemon, storage)
+    # deletions wait an hour here: the crash cuts them short
+    p = start_packager(start_daemon, storage, castbus_delete_grace="1h")
     s = unique("pk")
     for seq in range(5):
         results.done(s, seq)
@@ -293,6 +294,13 @@ def test_kill9_restart_keeps_sequence_numbers_and_window(start_daemon, stack, st
     uris = [u for u, _, _ in segments(after)]
     assert uris == [f"720p/{START + k * SEG}.m4s" for k in range(10, 16)]
     assert any("rebuilt from storage" in ln.get("msg", "") for ln in p.log_lines())
+    # what the first run had queued for deletion is found again and deleted
+    first = storage / f"live/{s}/720p/{START:013d}.m4s"
+    record = storage / f"live/{s}/done/00000000.json"
+    wait_until(lambda: not first.exists() and not record.exists(), 60,
+               what="the segments and done records left before the window deleted")
+    assert (storage / f"live/{s}/720p/{START + 10 * SEG:013d}.m4s").exists()
+    assert any("from before the window were left" in ln.get("msg", "") for ln in p.log_lines())
 
 
 def test_end_of_stream_becomes_a_vod_asset_and_takedown_purges(start_daemon, stack, storage):
