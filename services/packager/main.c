@@ -72,6 +72,7 @@ static int setup(cb_daemon_t *d, void *arg)
         pk_origin_component.free(a->origin);
         return rc;
     }
+    pk_streams_on_publish(streams, pk_origin_wake, a->origin); /* blocking reloads */
     rc = pk_streams_add_routes(streams, d);
     if (rc == 0 && (rc = pk_origin_start(a->origin, err, sizeof(err))) != 0)
         cb_log_error("%s", err);

@@ -52,6 +52,8 @@ int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
         pk_put(&w, "#EXT-X-DISCONTINUITY-SEQUENCE:%lld\n", (long long) m->discontinuity_sequence);
     if (m->vod)
         pk_put(&w, "#EXT-X-PLAYLIST-TYPE:VOD\n");
+    if (m->can_block_reload)
+        pk_put(&w, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n");
     pk_put(&w, "#EXT-X-INDEPENDENT-SEGMENTS\n");
     for (i = 0; i < m->n; i++) {
         const pk_hls_segment_t *s = &m->segs[i];

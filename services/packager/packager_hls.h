@@ -49,6 +49,7 @@ typedef struct pk_hls_media {
     int min_target_s;               /* EXT-X-TARGETDURATION floor (the profile's segment length) */
     bool vod;                       /* a finished asset: PLAYLIST-TYPE:VOD and ENDLIST */
     bool ended;                     /* the live stream ended: ENDLIST */
+    bool can_block_reload;          /* EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES */
     const pk_hls_segment_t *segs;
     size_t n;
 } pk_hls_media_t;

@@ -35,6 +35,20 @@
 
 #define MAX_THREADS 16
 
+/* Blocking playlist reloads (?_HLS_msn=N): requests held for a segment not
+ * listed yet, at most MAX_WAITERS (more are answered at once), looked at
+ * again when this packager publishes and every WAKE_POLL_MS (another
+ * replica may publish the stream). */
+#define MAX_WAITERS  4096
+#define WAKE_POLL_MS 200
+
+typedef struct waiter {
+    cb_http_req_t *req;
+    char key[CB_STORAGE_KEY_MAX]; /* the playlist */
+    int64_t msn;                  /* the segment asked for */
+    int64_t deadline_ms;          /* monotonic: 503 after three target durations */
+} waiter_t;
+
 const cb_config_key_t pk_origin_config_keys[] = {
     { .name = "origin_host",
       .type = CB_CONFIG_STRING,
@@ -135,7 +149,14 @@ struct pk_origin {
     size_t ncache, next;
     policy_t policies[POLICY_CACHE];
     size_t npolicies, next_policy;
-    cb_metric_t *m_served, *m_bytes;
+    cb_metric_t *m_served, *m_bytes, *m_held;
+
+    pthread_mutex_t wlock; /* the waiters */
+    pthread_cond_t wcond;
+    waiter_t *waiters; /* [MAX_WAITERS] */
+    size_t nwaiters;
+    bool woken, blocking;
+    pthread_t blocker;
 };
 
 static const char *ends_with(const char *s, const char *suffix)
@@ -379,7 +400,10 @@ static int open_object(pk_origin_t *o, const char *key, int *fd, cb_storage_stat
     return 0;
 }
 
-static int serve(cb_http_req_t *req, void *arg, bool vod)
+static int hold(pk_origin_t *o, cb_http_req_t *req, const char *key);
+
+/* again: a held request answered now (its CORS headers are there already). */
+static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
 {
     pk_origin_t *o = arg;
     const char *path = cb_http_req_param(req, "path");
@@ -395,7 +419,8 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
     cb_buf_t b;
     int rc, r;
 
-    cors(o, req);
+    if (!again)
+        cors(o, req);
     if (!path || !pk_origin_parse_path(path, name, token, rest, rendition, &what))
         return cb_http_reply_error(req, 404, "not_found", NULL, "no such file: %s",
                                    cb_http_req_path(req));
@@ -418,6 +443,12 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
         return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
     if (signed_playback && check_signed(o, req, vod, name, token))
         return CB_HTTP_DONE;
+    if (!vod && !again && what == PK_MANIFEST && ends_with(rest, ".m3u8") &&
+        strcmp(rest, "master.m3u8") != 0) {
+        rc = hold(o, req, key);
+        if (rc)
+            return rc > 0 ? CB_HTTP_DEFERRED : CB_HTTP_DONE;
+    }
     rc = open_object(o, key, &fd, &st);
     if (rc == 0 && st.size > MAX_OBJECT)
         rc = -EFBIG;
@@ -514,12 +545,204 @@ static int serve(cb_http_req_t *req, void *arg, bool vod)
 
 static int serve_live(cb_http_req_t *req, void *arg)
 {
-    return serve(req, arg, false);
+    return serve(req, arg, false, false);
 }
 
 static int serve_vod(cb_http_req_t *req, void *arg)
 {
-    return serve(req, arg, true);
+    return serve(req, arg, true, false);
+}
+
+/* ---- blocking playlist reload ---- */
+
+/* Decimal digits at the start of [s, s + n), within 0..2^53; -1: none. */
+static long long number(const char *s, size_t n)
+{
+    long long v = 0;
+    size_t i;
+
+    for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        v = v * 10 + (s[i] - '0');
+        if (v > (1LL << 53))
+            return -1;
+    }
+    return i ? v : -1;
+}
+
+bool pk_origin_playlist_state(const char *text, size_t len, pk_playlist_state_t *ps)
+{
+    long long mseq = 0, target = 0;
+    int64_t count = 0;
+    const char *p, *end;
+
+    *ps = (pk_playlist_state_t){ .last = -1, .target = 2 };
+    if (len < 7 || memcmp(text, "#EXTM3U", 7) != 0)
+        return false;
+    for (p = text, end = text + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t) (end - p));
+        size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+
+        /* numbers bounded like a state's: no sum below can overflow */
+        if (n > 22 && memcmp(p, "#EXT-X-MEDIA-SEQUENCE:", 22) == 0)
+            mseq = number(p + 22, n - 22);
+        else if (n > 22 && memcmp(p, "#EXT-X-TARGETDURATION:", 22) == 0)
+            target = number(p + 22, n - 22);
+        else if (n >= 8 && memcmp(p, "#EXTINF:", 8) == 0)
+            count++;
+        else if (n >= 14 && memcmp(p, "#EXT-X-ENDLIST", 14) == 0)
+            ps->ended = true;
+        p += n + 1;
+    }
+    ps->last = mseq + count - 1;
+    if (target > 0 && target < 3600)
+        ps->target = target;
+    return true;
+}
+
+static pk_playlist_state_t read_playlist(pk_origin_t *o, const char *key)
+{
+    pk_playlist_state_t ps = { .last = -1, .target = 2 };
+    cb_buf_t b;
+
+    cb_buf_init(&b, MAX_OBJECT);
+    if (cb_storage_get(o->storage, key, &b) == 0)
+        ps.ok = pk_origin_playlist_state(b.data, b.len, &ps);
+    cb_buf_release(&b);
+    return ps;
+}
+
+/*
+ * A live media playlist asked for with ?_HLS_msn=N (and maybe _HLS_part,
+ * ignored: segments are not cut into parts): answered now when segment N
+ * is listed or the stream ended (0), refused when N is more than two past
+ * the last one listed (-1, replied), or held until it is (1).
+ */
+static int hold(pk_origin_t *o, cb_http_req_t *req, const char *key)
+{
+    char q[32], *end;
+    long long want;
+    pk_playlist_state_t ps;
+    int rc = cb_http_req_query(req, "_HLS_msn", q, sizeof(q));
+
+    if (rc == -ENOENT)
+        return 0;
+    errno = 0;
+    want = rc > 0 ? strtoll(q, &end, 10) : -1;
+    if (rc <= 0 || *end || errno || want < 0 || want >= (INT64_C(1) << 53)) {
+        cb_http_reply_error(req, 400, "invalid_field", "_HLS_msn",
+                            "_HLS_msn: not a media sequence number");
+        return -1;
+    }
+    rc = cb_http_req_query(req, "_HLS_part", q, sizeof(q));
+    if (rc != -ENOENT && (rc <= 0 || strtoll(q, &end, 10) < 0 || *end)) {
+        cb_http_reply_error(req, 400, "invalid_field", "_HLS_part", "_HLS_part: not a part number");
+        return -1;
+    }
+    ps = read_playlist(o, key);
+    if (!ps.ok || ps.ended || ps.last >= want)
+        return 0; /* served as it is (404 when there is none) */
+    if (want > ps.last + 2) {
+        cb_http_reply_error(req, 400, "invalid_field", "_HLS_msn",
+                            "_HLS_msn: %lld is more than two segments past the last listed (%lld)",
+                            want, (long long) ps.last);
+        return -1;
+    }
+    pthread_mutex_lock(&o->wlock);
+    if (o->nwaiters == MAX_WAITERS || atomic_load(&o->stopping) || !o->blocking) {
+        pthread_mutex_unlock(&o->wlock);
+        return 0;
+    }
+    o->waiters[o->nwaiters++] = (waiter_t){
+        .req = req,
+        .msn = want,
+        .deadline_ms = cb_clock_mono_ms() + 3 * ps.target * 1000,
+    };
+    snprintf(o->waiters[o->nwaiters - 1].key, sizeof(o->waiters[0].key), "%s", key);
+    pthread_mutex_unlock(&o->wlock);
+    cb_metric_add(o->m_held, NULL, 1);
+    return 1;
+}
+
+void pk_origin_wake(void *arg)
+{
+    pk_origin_t *o = arg;
+
+    pthread_mutex_lock(&o->wlock);
+    if (o->nwaiters) {
+        o->woken = true;
+        pthread_cond_signal(&o->wcond);
+    }
+    pthread_mutex_unlock(&o->wlock);
+}
+
+/* Answer the held requests whose segment is listed now, or whose time is up. */
+static void *blocker_main(void *arg)
+{
+    pk_origin_t *o = arg;
+    waiter_t *batch = calloc(MAX_WAITERS, sizeof(*batch));
+    struct {
+        char key[CB_STORAGE_KEY_MAX];
+        pk_playlist_state_t ps;
+    } *seen = calloc(MAX_WAITERS, sizeof(*seen));
+    bool stop = false;
+
+    pthread_setname_np(pthread_self(), "origin-hold");
+    while (!stop) {
+        size_t n, i, k, nseen = 0;
+        int64_t now;
+
+        pthread_mutex_lock(&o->wlock);
+        if (!o->woken && !atomic_load(&o->stopping)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += WAKE_POLL_MS * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&o->wcond, &o->wlock, &ts);
+        }
+        o->woken = false;
+        stop = atomic_load(&o->stopping);
+        n = batch && seen ? o->nwaiters : 0;
+        if (n) {
+            memcpy(batch, o->waiters, n * sizeof(*batch));
+            o->nwaiters = 0;
+        }
+        pthread_mutex_unlock(&o->wlock);
+        now = cb_clock_mono_ms();
+        for (i = 0; i < n; i++) {
+            waiter_t *w = &batch[i];
+            pk_playlist_state_t *ps = NULL;
+
+            for (k = 0; k < nseen && !ps; k++)
+                if (strcmp(seen[k].key, w->key) == 0)
+                    ps = &seen[k].ps;
+            if (!ps) {
+                snprintf(seen[nseen].key, sizeof(seen[0].key), "%s", w->key);
+                seen[nseen].ps = read_playlist(o, w->key);
+                ps = &seen[nseen++].ps;
+            }
+            if (stop || !ps->ok || ps->ended || ps->last >= w->msn) {
+                serve(w->req, o, false, true); /* what there is now */
+            } else if (now >= w->deadline_ms) {
+                cb_http_reply_error(w->req, 503, "unavailable", "_HLS_msn",
+                                    "_HLS_msn: segment %lld was not listed in time",
+                                    (long long) w->msn);
+            } else {
+                bool full;
+
+                pthread_mutex_lock(&o->wlock);
+                full = o->nwaiters == MAX_WAITERS; /* new ones came meanwhile */
+                if (!full)
+                    o->waiters[o->nwaiters++] = *w;
+                pthread_mutex_unlock(&o->wlock);
+                if (full)
+                    serve(w->req, o, false, true);
+            }
+        }
+    }
+    free(batch);
+    free(seen);
+    return NULL;
 }
 
 /* CORS preflight: players send Range, so browsers ask first. */
@@ -636,6 +859,13 @@ static void origin_free(void *obj)
     if (!o)
         return;
     atomic_store(&o->stopping, true);
+    if (o->blocking) {
+        /* held requests are answered with what there is, before the servers stop */
+        pthread_mutex_lock(&o->wlock);
+        pthread_cond_signal(&o->wcond);
+        pthread_mutex_unlock(&o->wlock);
+        pthread_join(o->blocker, NULL);
+    }
     if (o->accepting) {
         shutdown(o->listen_fd, SHUT_RDWR); /* accept() returns */
         pthread_join(o->acceptor, NULL);
@@ -649,6 +879,9 @@ static void origin_free(void *obj)
     for (i = 0; i < o->nservers; i++)
         cb_http_free(o->servers[i]);
     pthread_mutex_destroy(&o->lock);
+    pthread_mutex_destroy(&o->wlock);
+    pthread_cond_destroy(&o->wcond);
+    free(o->waiters);
     free(o);
 }
 
@@ -673,6 +906,17 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
     o->streams = streams;
     o->listen_fd = -1;
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->wlock, NULL);
+    pthread_cond_init(&o->wcond, NULL);
+    o->waiters = calloc(MAX_WAITERS, sizeof(*o->waiters));
+    if (!o->waiters) {
+        origin_free(o);
+        return -ENOMEM;
+    }
+    o->m_held = cb_metrics_counter(metrics, "castbus_origin_held_total",
+                                   "Playlist requests held for a segment not listed yet "
+                                   "(blocking reload, ?_HLS_msn).",
+                                   NULL);
     o->m_served = cb_metrics_counter(metrics, "castbus_origin_responses_total",
                                      "Origin responses by tree (live, vod) and status.",
                                      (const char *[]){ "tree", "status", NULL });
@@ -794,6 +1038,11 @@ int pk_origin_start(pk_origin_t *o, char *err, size_t errlen)
     size_t i;
     int rc;
 
+    if (pthread_create(&o->blocker, NULL, blocker_main, o) != 0) {
+        snprintf(err, errlen, "origin: cannot start its threads");
+        return -EAGAIN;
+    }
+    o->blocking = true;
     if (o->nservers == 0)
         return 0; /* served by the admin port */
     rc = listen_on(o, err, errlen);

@@ -67,6 +67,21 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
 /* Listen and serve (its own servers only). -EADDRINUSE etc. with err. */
 int pk_origin_start(pk_origin_t *o, char *err, size_t errlen);
 
+/* What a blocking playlist reload needs to know of a media playlist. */
+typedef struct pk_playlist_state {
+    bool ok;        /* a playlist was read */
+    bool ended;     /* EXT-X-ENDLIST */
+    int64_t last;   /* media sequence number of its last segment; -1: none */
+    int64_t target; /* EXT-X-TARGETDURATION, s (2 when absent or odd) */
+} pk_playlist_state_t;
+
+/* Parse a media playlist's text; false when it is not one. */
+bool pk_origin_playlist_state(const char *text, size_t len, pk_playlist_state_t *ps);
+
+/* A stream's manifests changed: look at the held playlist requests again
+ * (any thread; arg is the origin). */
+void pk_origin_wake(void *arg);
+
 /* free: stops the servers and joins their threads. */
 extern const cb_component_ops_t pk_origin_component;
 

@@ -21,6 +21,7 @@ typedef struct pk_render_opts {
     int64_t window_s;           /* live: the DVR window */
     int64_t now_ms;             /* live: the MPD's publishTime */
     const char *utc_timing_uri; /* live: UTCTiming http-iso source; NULL: none */
+    bool can_block_reload;      /* live: the origin holds ?_HLS_msn requests */
 } pk_render_opts_t;
 
 /* Called for each file: name relative to the stream's directory ("master.m3u8"). */

@@ -43,6 +43,13 @@ const cb_config_key_t pk_config_keys[] = {
       .offset = offsetof(pk_config_t, workers),
       .help = "Transcode results handled at once (streams are independent; one stream's are "
               "serialised by its lock)." },
+    { .name = "blocking_reload",
+      .type = CB_CONFIG_BOOL,
+      .def = "true",
+      .offset = offsetof(pk_config_t, blocking_reload),
+      .help = "Live media playlists offer blocking reloads (EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD, "
+              "?_HLS_msn=N held at the origin until segment N is listed). Turn off when players "
+              "reach the playlists through something that drops the query." },
     { .name = "gap_wait",
       .type = CB_CONFIG_DURATION,
       .def = "6s",
@@ -104,6 +111,8 @@ typedef struct deletion {
 
 struct pk_streams {
     pk_config_t cfg;
+    void (*on_publish)(void *arg); /* manifests of a stream were written */
+    void *on_publish_arg;
     cb_kafka_producer_t *producer;
     cb_storage_t *storage;
     cb_kafka_consumer_t *consumer;
@@ -397,7 +406,8 @@ static void publish(pk_streams_t *s, stream_t *st, bool state_changed)
     rc = pk_render(tl,
                    &(pk_render_opts_t){ .window_s = window,
                                         .now_ms = cb_clock_wall_ms(),
-                                        .utc_timing_uri = s->utc_timing },
+                                        .utc_timing_uri = s->utc_timing,
+                                        .can_block_reload = s->cfg.blocking_reload },
                    write_file, &w);
     st->dirty = rc != 0 && rc != -ENODATA;
     if (rc == 0) {
@@ -406,6 +416,8 @@ static void publish(pk_streams_t *s, stream_t *st, bool state_changed)
             st->latency_ms = st->updated_ms - tl->last_finished_ms;
             cb_metric_observe(s->m_update, NULL, (double) CB_MAX(0, st->latency_ms) / 1000.0);
         }
+        if (s->on_publish)
+            s->on_publish(s->on_publish_arg);
     } else if (st->dirty) {
         cb_log_warn("stream %s: manifests not written (%s); retrying", st->prefix, strerror(-rc));
         cb_metric_add(s->m_errors, (const char *[]){ "storage" }, 1);
@@ -882,6 +894,12 @@ int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
     }
     *out = s;
     return 0;
+}
+
+void pk_streams_on_publish(pk_streams_t *s, void (*fn)(void *arg), void *arg)
+{
+    s->on_publish_arg = arg;
+    s->on_publish = fn;
 }
 
 int pk_streams_start(pk_streams_t *s)

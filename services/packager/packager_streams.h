@@ -33,6 +33,8 @@ typedef struct pk_config {
     int64_t delete_grace_ms; /* segments that left the window stay this long */
     int64_t segment_ms;      /* target segment duration */
     char *public_url;        /* how players and edges reach this origin */
+    bool blocking_reload;    /* live playlists say CAN-BLOCK-RELOAD (the origin holds
+                              * a request for a segment not there yet) */
 } pk_config_t;
 
 extern const cb_config_key_t pk_config_keys[];
@@ -44,6 +46,10 @@ int pk_streams_new(const pk_config_t *cfg, const cb_kafka_config_t *kafka,
                    cb_kafka_producer_t *producer, cb_storage_t *storage, cb_metrics_t *metrics,
                    int origin_port, pk_streams_t **out, char *err, size_t errlen);
 int pk_streams_start(pk_streams_t *s);
+
+/* fn(arg) after the live manifests of a stream were written (from the
+ * thread that wrote them); set before pk_streams_start. */
+void pk_streams_on_publish(pk_streams_t *s, void (*fn)(void *arg), void *arg);
 
 /* ready: the consumer's; drain: stop consuming, finish results in hand. */
 extern const cb_component_ops_t pk_streams_component;

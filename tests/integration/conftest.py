@@ -369,7 +369,8 @@ class Daemon:
         headers = dict(headers or {})
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        return requests.request(method, self.url(path), headers=headers, timeout=5, **kw)
+        kw.setdefault("timeout", 5)
+        return requests.request(method, self.url(path), headers=headers, **kw)
 
     def wait_healthy(self):
         def healthy():

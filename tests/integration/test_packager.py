@@ -482,6 +482,36 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     assert r.returncode != 0 and "origin_tls_key: not set" in r.stdout + r.stderr, r
 
 
+def test_blocking_playlist_reload(start_daemon, results, storage):
+    import concurrent.futures
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    results.done(s, 0)
+    results.done(s, 1)
+    media = wait_segments(p, f"/live/{s}/720p.m3u8", 4)  # media sequence 0..3
+    assert "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES" in media
+    url = f"/live/{s}/720p.m3u8?_HLS_msn=4"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        held = pool.submit(p.get, url, timeout=60)
+        time.sleep(1.5)
+        assert not held.done(), "answered before segment 4 was listed"
+        results.done(s, 2)
+        r = held.result(timeout=60)
+    assert r.status_code == 200
+    assert f"720p/{START + 4 * SEG}.m4s" in r.text, r.text
+    # listed already: at once; the master is never held
+    assert p.get(f"/live/{s}/720p.m3u8?_HLS_msn=1").status_code == 200
+    assert p.get(f"/live/{s}/master.m3u8?_HLS_msn=99").status_code == 200
+    for bad, field in (("_HLS_msn=x", "_HLS_msn"), ("_HLS_msn=-1", "_HLS_msn"),
+                       ("_HLS_msn=99", "_HLS_msn"), ("_HLS_msn=6&_HLS_part=x", "_HLS_part")):
+        r = p.get(f"/live/{s}/720p.m3u8?{bad}")
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, (bad, r.text)
+    # never listed: 503 after three target durations
+    r = p.get(f"/live/{s}/720p.m3u8?_HLS_msn=6", timeout=60)
+    assert r.status_code == 503 and r.json()["error"]["field"] == "_HLS_msn", r.text
+    assert 'castbus_origin_held_total' in p.get("/metrics").text
+
+
 def test_signed_playback_urls(start_daemon, stack, storage):
     import hashlib
     import hmac

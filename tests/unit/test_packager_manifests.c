@@ -86,12 +86,14 @@ static void timeline(pk_hls_segment_t *segs, char (*uris)[64], size_t n, int64_t
     }
 }
 
-/* A sliding live window, well into the stream. */
+/* A sliding live window, well into the stream, offering blocking reloads. */
 static void test_live_window(void **state)
 {
     pk_hls_segment_t segs[5];
     char uris[5][64];
-    pk_hls_media_t m = { .media_sequence = 120, .min_target_s = 2, .segs = segs, .n = 5 };
+    pk_hls_media_t m = {
+        .media_sequence = 120, .min_target_s = 2, .can_block_reload = true, .segs = segs, .n = 5
+    };
 
     (void) state;
     timeline(segs, uris, 5, 120 * SEG, "720p/init-0123456789abcdef.mp4");

@@ -2,7 +2,9 @@
  * Fuzz harness: what the packager's origin makes of a request path, as it
  * arrives from players and edges: the route's rest-of-path capture, the
  * split into stream, signed-URL token, rendition and file, and the token
- * check. The input is the path below "/live/" (no query).
+ * check. The input is the path below "/live/" (no query); the same bytes
+ * are also read as the media playlist a held blocking-reload request
+ * (?_HLS_msn) looks at.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cb_route_params_t params;
     pk_origin_what_t what;
 
+    /* the same bytes as a media playlist a held request looks at */
+    {
+        pk_playlist_state_t ps;
+        if (pk_origin_playlist_state((const char *) data, size, &ps))
+            CB_ASSERT(ps.target > 0 && ps.target < 3600 && ps.last >= -2 &&
+                      ps.last <= (INT64_C(1) << 53) + (int64_t) size);
+    }
     if (size > sizeof(path) - 8 || memchr(data, '\0', size))
         return 0;
     memcpy(path, "/live/", 6);
