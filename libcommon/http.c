@@ -1314,8 +1314,6 @@ int cb_http_start(cb_http_t *h, char *err, size_t errlen)
 
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (h->tls_cert[0])
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.user = h;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.count_threads = 1;

@@ -106,9 +106,11 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
     pk_put(w, "          </SegmentTimeline>\n");
 }
 
-static int put_set(pk_text_t *w, const pk_dash_period_t *per, const pk_dash_set_t *set, size_t id)
+static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_period_t *per,
+                   const pk_dash_set_t *set, size_t id)
 {
     int max_w = 0, max_h = 0;
+    int64_t pto;
     size_t i;
 
     if (set->nreps == 0)
@@ -129,6 +131,9 @@ static int put_set(pk_text_t *w, const pk_dash_period_t *per, const pk_dash_set_
     } else
         pk_put(w, " lang=\"und\"");
     pk_put(w, " segmentAlignment=\"true\" startWithSAP=\"1\">\n");
+    /* live: the Period's media time, shared; VOD: each set starts at its own
+     * first sample (audio frames start a few ms off the video's) */
+    pto = !m->dynamic && set->nsegs ? set->segs[0].start_90k : per->pto_90k;
     for (i = 0; i < set->nreps; i++) {
         const pk_dash_rep_t *r = &set->reps[i];
 
@@ -150,7 +155,7 @@ static int put_set(pk_text_t *w, const pk_dash_period_t *per, const pk_dash_set_
         pk_put(w,
                "        <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"%lld\" "
                "initialization=\"%s\" media=\"%s/$Time$.m4s\">\n",
-               (long long) per->pto_90k, r->init_uri, r->id);
+               (long long) pto, r->init_uri, r->id);
         put_timeline(w, set);
         pk_put(w, "        </SegmentTemplate>\n      </Representation>\n");
     }
@@ -193,7 +198,7 @@ int pk_dash_write_mpd(const pk_dash_mpd_t *m, cb_buf_t *out)
         put_duration(&w, "start", per->start_ms);
         pk_put(&w, ">\n");
         for (i = 0; i < per->nsets; i++) {
-            rc = put_set(&w, per, &per->sets[i], i);
+            rc = put_set(&w, m, per, &per->sets[i], i);
             if (rc)
                 return rc;
         }

@@ -11,7 +11,8 @@
  * Each Representation has a SegmentTemplate whose media pattern is
  * "<rendition>/$Time$.m4s" on a 90 kHz timescale (the origin finds the
  * worker's file, named with 13 digits, from it), presentationTimeOffset
- * the Period's first media time, and a SegmentTimeline (S@t, S@d, S@r
+ * the Period's first media time (VOD: the set's own first segment's), and a
+ * SegmentTimeline (S@t, S@d, S@r
  * run-length coded) shared by the rungs of a set, since every rung is cut
  * at the same times.
  *
@@ -53,7 +54,7 @@ typedef struct pk_dash_set {
 typedef struct pk_dash_period {
     int64_t id;       /* written "p<id>": the media sequence number it opened with */
     int64_t start_ms; /* Period@start: from availabilityStartTime (dynamic), from 0 (static) */
-    int64_t pto_90k;  /* media time at its start */
+    int64_t pto_90k;  /* media time at its start (static: each set's first segment's) */
     const pk_dash_set_t *sets;
     size_t nsets;
 } pk_dash_period_t;
