@@ -1140,8 +1140,11 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
         req->wsi = NULL;
         pss->req = NULL;
         req_unref(req);
-        if (h2)
-            return 0; /* the stream ended with its last frame; the connection goes on */
+        if (h2) {
+            /* the stream is over (its last frame is out): closing it frees what
+             * lws holds for it; the connection and its other streams go on */
+            return lws_http_transaction_completed(wsi) ? -1 : 0;
+        }
         if (close)
             return -1;
         if (lws_http_transaction_completed(wsi))

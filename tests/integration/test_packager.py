@@ -472,6 +472,12 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     check_http2(base, s, body)
     v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s", "--http1.1")
     assert (v, st, got) == ("HTTP/1.1", 200, body)
+    # many streams at once on few connections: every one answered, none left open
+    r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "10",
+                        f"{base}/live/{s}/720p/{START:013d}.m4s", f"{base}/live/{s}/720p.m3u8"],
+                       capture_output=True, text=True, timeout=120)
+    assert "Application protocol: h2" in r.stdout, r.stdout + r.stderr
+    assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
     p.stop()
 
     # half a TLS configuration is refused at startup, naming the key
