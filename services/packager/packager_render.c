@@ -201,6 +201,17 @@ static void make_period(const pk_timeline_t *tl, size_t from, size_t to, period_
     per->nsets = (size_t) (sets[0].nreps > 0) + (size_t) (sets[1].nreps > 0);
 }
 
+/* The end of the run of entries that plays straight through from entry i
+ * (one with media): the next gap or entry that opens a Period. */
+static size_t run_end(const pk_timeline_t *tl, size_t i)
+{
+    size_t k = i + 1;
+
+    while (k < tl->n && !pk_tl_entry(tl, k)->gap && !pk_tl_opens_period(tl, k))
+        k++;
+    return k;
+}
+
 /*
  * The MPD: a Period per run of entries that plays straight through
  * (pk_tl_opens_period), gap entries in none. A Period starts where the wall
@@ -218,9 +229,8 @@ static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, 
     int64_t max_dur = 0, base_ms = 0, end_ms = 0;
     int rc = -ENOMEM;
 
-    for (i = from; i < tl->n; i++)
-        runs += !pk_tl_entry(tl, i)->gap &&
-                (i == from || pk_tl_entry(tl, i - 1)->gap || pk_tl_opens_period(tl, i));
+    for (i = from; i < tl->n; i = pk_tl_entry(tl, i)->gap ? i + 1 : run_end(tl, i))
+        runs += !pk_tl_entry(tl, i)->gap;
     pers = calloc(runs ? runs : 1, sizeof(*pers));
     pbs = calloc(runs ? runs : 1, sizeof(*pbs));
     if (!pers || !pbs || !segs)
@@ -234,9 +244,7 @@ static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, 
             k = i + 1;
             continue;
         }
-        /* entries i..k-1 play straight through */
-        for (k = i + 1; k < tl->n && !pk_tl_entry(tl, k)->gap && !pk_tl_opens_period(tl, k); k++)
-            ;
+        k = run_end(tl, i); /* entries i..k-1 play straight through */
         open = pk_tl_period_of(tl, i);
         if (np == 0)
             base_ms = dynamic ? tl->ast_ms : open.pdt_ms;

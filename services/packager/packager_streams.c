@@ -244,6 +244,12 @@ typedef struct gone_ctx {
     stream_t *st;
 } gone_ctx_t;
 
+/* The worker's done record of job seq, "<kind>/<id>/done/<seq, 8 digits>.json". */
+static void done_key(char key[CB_STORAGE_KEY_MAX], const stream_t *st, int64_t seq)
+{
+    snprintf(key, CB_STORAGE_KEY_MAX, "%s/done/%08" PRId64 ".json", st->prefix, seq);
+}
+
 /* An entry left the window: its files go after the grace period. */
 static void entry_gone(void *arg, const pk_timeline_t *tl, const pk_entry_t *e)
 {
@@ -260,7 +266,7 @@ static void entry_gone(void *arg, const pk_timeline_t *tl, const pk_entry_t *e)
     }
     /* the job's done record goes with its last entry */
     if (e->part == 0 || e->gap) {
-        snprintf(key, sizeof(key), "%s/done/%08" PRId64 ".json", g->st->prefix, e->seq);
+        done_key(key, g->st, e->seq);
         delete_later(g->s, key);
     }
 }
@@ -455,6 +461,24 @@ typedef struct seq_list {
     struct seq_list *stale;
 } seq_list_t;
 
+/* 0, or -1 when the list is full (MAX_DONE_RECORDS) or memory is short. */
+static int seq_list_push(seq_list_t *l, int64_t seq)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        int64_t *n;
+        if (cap > MAX_DONE_RECORDS)
+            return -1;
+        n = realloc(l->v, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        l->v = n;
+        l->cap = cap;
+    }
+    l->v[l->n++] = seq;
+    return 0;
+}
+
 static int collect_done(void *arg, const char *key, const cb_storage_stat_t *stt)
 {
     seq_list_t *l = arg;
@@ -465,28 +489,23 @@ static int collect_done(void *arg, const char *key, const cb_storage_stat_t *stt
     (void) stt;
     if (!name || sscanf(name + 1, "%lld.%7s", &seq, tail) != 2 || strcmp(tail, "json") != 0)
         return 0;
-    if (seq < l->min) {
-        if (l->stale && seq >= l->stale_from) {
-            seq_list_t *o = l->stale;
-            o->min = INT64_MIN;
-            o->stale = NULL;
-            collect_done(o, key, stt); /* when full, the rest waits for another rebuild */
-        }
-        return 0;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 256;
-        int64_t *n;
-        if (cap > MAX_DONE_RECORDS)
-            return 1;
-        n = realloc(l->v, cap * sizeof(*n));
-        if (!n)
-            return 1;
-        l->v = n;
-        l->cap = cap;
-    }
-    l->v[l->n++] = seq;
+    if (seq >= l->min)
+        return seq_list_push(l, seq) ? 1 : 0;
+    if (l->stale && seq >= l->stale_from)
+        seq_list_push(l->stale, seq); /* when full, the rest waits for another rebuild */
     return 0;
+}
+
+/* The done record at key, read from storage into b and decoded into d (to
+ * release either way); 0 or an error. */
+static int read_done(pk_streams_t *s, const char *key, cb_buf_t *b, cb_proto_transcode_done_t *d)
+{
+    cb_jsonv_error_t verr;
+
+    cb_buf_reset(b);
+    if (cb_storage_get(s->storage, key, b))
+        return -EIO;
+    return cb_proto_transcode_done_decode(b->data, b->len, d, &verr) ? -EINVAL : 0;
 }
 
 /*
@@ -531,12 +550,9 @@ static void sweep_leftovers(pk_streams_t *s, stream_t *st, const seq_list_t *sta
 
     for (i = 0; i < stale->n; i++) {
         cb_proto_transcode_done_t d = { 0 };
-        cb_jsonv_error_t verr;
 
-        snprintf(key, sizeof(key), "%s/done/%08" PRId64 ".json", st->prefix, stale->v[i]);
-        cb_buf_reset(b);
-        if (cb_storage_get(s->storage, key, b) == 0 &&
-            cb_proto_transcode_done_decode(b->data, b->len, &d, &verr) == 0) {
+        done_key(key, st, stale->v[i]);
+        if (read_done(s, key, b, &d) == 0) {
             for (r = 0; r < d.renditions_count; r++)
                 for (k = 0; k < d.renditions[r].segments_count; k++) {
                     const char *path = d.renditions[r].segments[k].path;
@@ -606,13 +622,10 @@ static int load_stream(pk_streams_t *s, stream_t *st)
     qsort(l.v, l.n, sizeof(*l.v), seq_cmp);
     for (i = 0; i < l.n; i++) {
         cb_proto_transcode_done_t *d = calloc(1, sizeof(*d));
-        cb_jsonv_error_t verr;
         bool changed;
 
-        snprintf(key, sizeof(key), "%s/done/%08" PRId64 ".json", st->prefix, l.v[i]);
-        cb_buf_reset(&b);
-        if (!d || cb_storage_get(s->storage, key, &b) ||
-            cb_proto_transcode_done_decode(b.data, b.len, d, &verr)) {
+        done_key(key, st, l.v[i]);
+        if (!d || read_done(s, key, &b, d)) {
             cb_log_warn("stream %s: done record %s unreadable; skipped", st->prefix, key);
             if (d)
                 cb_proto_transcode_done_release(d);
