@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from conftest import ROOT, free_port, unique, wait_until
-from test_packager import DONE, SEG, START, Results, start_packager  # noqa: F401
+from test_packager import SEG, START, Results, start_packager
 
 EDGE = ROOT / "deploy" / "edge" / "varnish"
 VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
@@ -104,6 +104,17 @@ def storage(tmp_path):
     return tmp_path / "media"
 
 
+def live_stream(start_daemon, stack, storage):
+    """A packager origin with one stream's first job published: (packager, stream)."""
+    results = Results(stack, storage)
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    results.done(s, 0)
+    wait_until(lambda: p.get(f"/live/{s}/720p.m3u8").status_code == 200, 60,
+               what="the stream's playlists")
+    return p, s
+
+
 def warm(edge, path):
     """Fetched through the edge until it is a hit; the hit returned."""
     first = edge.get(path)
@@ -114,12 +125,7 @@ def warm(edge, path):
 
 
 def test_varnish_edges_purge_by_url_key_and_ban(start_daemon, stack, storage, edges):
-    results = Results(stack, storage)
-    p = start_packager(start_daemon, storage)
-    s = unique("pk")
-    results.done(s, 0)
-    wait_until(lambda: p.get(f"/live/{s}/720p.m3u8").status_code == 200, 60,
-               what="the stream's playlists")
+    p, s = live_stream(start_daemon, stack, storage)
     a = edges("a", p.origin_port)
     b = edges("b", p.origin_port)
     video = f"/live/{s}/720p/{START}.m4s"
@@ -166,12 +172,7 @@ def test_varnish_edges_purge_by_url_key_and_ban(start_daemon, stack, storage, ed
 
 def test_soft_purge_serves_stale_while_the_origin_is_down(start_daemon, stack, storage,
                                                           edges):
-    results = Results(stack, storage)
-    p = start_packager(start_daemon, storage)
-    s = unique("pk")
-    results.done(s, 0)
-    wait_until(lambda: p.get(f"/live/{s}/720p.m3u8").status_code == 200, 60,
-               what="the stream's playlists")
+    p, s = live_stream(start_daemon, stack, storage)
     edge = edges("soft", p.origin_port)
     soft = f"/live/{s}/720p/{START}.m4s"
     hard = f"/live/{s}/360p/{START}.m4s"
