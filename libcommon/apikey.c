@@ -134,12 +134,16 @@ size_t cb_apikeys_count(const cb_apikeys_t *k)
     return k ? k->n : 0;
 }
 
-cb_role_t cb_apikeys_lookup(const cb_apikeys_t *k, const char *key, size_t len)
+/* The role of a key, and its name (CB_APIKEY_ID_LEN hex digits of its
+ * digest) into id when id is not NULL and the key is known. */
+static cb_role_t lookup(const cb_apikeys_t *k, const char *key, size_t len, char *id)
 {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     cb_role_t role = CB_ROLE_NONE;
     size_t i;
 
+    if (id)
+        id[0] = '\0';
     if (!k || len == 0)
         return CB_ROLE_NONE;
     SHA256((const unsigned char *) key, len, digest);
@@ -148,14 +152,26 @@ cb_role_t cb_apikeys_lookup(const cb_apikeys_t *k, const char *key, size_t len)
         if (CRYPTO_memcmp(k->keys[i].digest, digest, sizeof(digest)) == 0)
             role = k->keys[i].role;
     }
+    if (id && role != CB_ROLE_NONE) {
+        for (i = 0; i < CB_APIKEY_ID_LEN / 2; i++)
+            snprintf(id + 2 * i, 3, "%02x", digest[i]);
+    }
     return role;
 }
 
-cb_role_t cb_apikeys_authorize(const cb_apikeys_t *k, const char *authorization)
+cb_role_t cb_apikeys_lookup(const cb_apikeys_t *k, const char *key, size_t len)
+{
+    return lookup(k, key, len, NULL);
+}
+
+cb_role_t cb_apikeys_authorize_id(const cb_apikeys_t *k, const char *authorization,
+                                  char id[CB_APIKEY_ID_LEN + 1])
 {
     const char *p = authorization;
     size_t len;
 
+    if (id)
+        id[0] = '\0';
     if (!p || strncasecmp(p, "Bearer ", 7) != 0)
         return CB_ROLE_NONE;
     p += 7;
@@ -164,5 +180,10 @@ cb_role_t cb_apikeys_authorize(const cb_apikeys_t *k, const char *authorization)
     len = strlen(p);
     while (len && p[len - 1] == ' ')
         len--;
-    return cb_apikeys_lookup(k, p, len);
+    return lookup(k, p, len, id);
+}
+
+cb_role_t cb_apikeys_authorize(const cb_apikeys_t *k, const char *authorization)
+{
+    return cb_apikeys_authorize_id(k, authorization, NULL);
 }

@@ -45,6 +45,15 @@ cb_role_t cb_apikeys_lookup(const cb_apikeys_t *k, const char *key, size_t len);
  */
 cb_role_t cb_apikeys_authorize(const cb_apikeys_t *k, const char *authorization);
 
+/*
+ * The same, and a name for the key that does not give it away into id
+ * (when not NULL): CB_APIKEY_ID_LEN hex digits of its SHA-256, "" for an
+ * unknown key. For per-key limits and audit trails.
+ */
+#define CB_APIKEY_ID_LEN 16
+cb_role_t cb_apikeys_authorize_id(const cb_apikeys_t *k, const char *authorization,
+                                  char id[CB_APIKEY_ID_LEN + 1]);
+
 const char *cb_role_name(cb_role_t role);
 int cb_role_parse(const char *name, size_t len, cb_role_t *out);
 

@@ -105,6 +105,7 @@ struct cb_http_req {
     cb_route_params_t params;
     const route_entry_t *route;
     cb_role_t role;
+    char key_id[CB_APIKEY_ID_LEN + 1]; /* the API key, named (see apikey.h) */
     char id[REQUEST_ID_MAX + 1];
     char peer[64];
     cb_log_ids_t log_ids;
@@ -567,6 +568,11 @@ cb_role_t cb_http_req_role(const cb_http_req_t *req)
     return req->role;
 }
 
+const char *cb_http_req_key_id(const cb_http_req_t *req)
+{
+    return req->key_id;
+}
+
 int cb_http_req_json(cb_http_req_t *req, const cb_jsonv_field_t *fields, void *dst)
 {
     const char *ct = cb_http_req_header(req, "content-type");
@@ -826,7 +832,7 @@ static int on_request(cb_http_t *h, struct lws *wsi, pss_t *pss)
     req->log_ids.request_id = req->id;
 
     if (lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) > 0)
-        req->role = cb_apikeys_authorize(h->keys, auth);
+        req->role = cb_apikeys_authorize_id(h->keys, auth, req->key_id);
     memset(auth, 0, sizeof(auth));
 
     if (!req->method[0] || !uri || ulen <= 0 || ulen >= (int) sizeof(req->path)) {

@@ -130,6 +130,8 @@ const char *cb_http_req_body(const cb_http_req_t *req, size_t *len);
 const char *cb_http_req_id(const cb_http_req_t *req);
 const char *cb_http_req_peer(const cb_http_req_t *req);
 cb_role_t cb_http_req_role(const cb_http_req_t *req);
+/* The API key presented, named without giving it away (see cb_apikeys_authorize_id); "" if none. */
+const char *cb_http_req_key_id(const cb_http_req_t *req);
 
 /*
  * Decode the JSON body against a field table into dst. On failure replies

@@ -13,6 +13,8 @@
 int cb_proto_analytics_event_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
 int cb_proto_drm_key_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
 int cb_proto_drm_keys_get_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
+int cb_proto_edge_ack_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
+int cb_proto_edge_heartbeat_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
 int cb_proto_entitlement_check_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
 int cb_proto_entitlement_decision_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
 int cb_proto_error_reply_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
@@ -38,6 +40,7 @@ const cb_proto_topic_t cb_proto_topics[] = {
 const size_t cb_proto_ntopics = sizeof(cb_proto_topics) / sizeof(cb_proto_topics[0]);
 
 const cb_proto_subject_t cb_proto_subjects[] = {
+    { "cdn.edges.heartbeat", "EdgeHeartbeat", "EdgeAck", cb_proto_edge_heartbeat_validate, cb_proto_edge_ack_validate },
     { "drm.keys.get", "DrmKeysGet", "DrmKey", cb_proto_drm_keys_get_validate, cb_proto_drm_key_validate },
     { "entitlement.check", "EntitlementCheck", "EntitlementDecision", cb_proto_entitlement_check_validate, cb_proto_entitlement_decision_validate },
 };
@@ -66,6 +69,8 @@ const cb_proto_subject_t *cb_proto_subject_find(const char *name)
 }
 
 static const char *const cb_proto_drm_keys_get_scheme_names[] = { "aes128", "cbcs", "cenc", NULL };
+
+static const char *const cb_proto_edge_heartbeat_kind_names[] = { "varnish", NULL };
 
 static const char *const cb_proto_entitlement_check_content_kind_names[] = { "live", "vod", "room", NULL };
 
@@ -169,6 +174,24 @@ const cb_jsonv_field_t cb_proto_drm_keys_get_fields[] = {
     { .name = "scheme", .type = CB_JSONV_ENUM, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_drm_keys_get_t, scheme), .enum_values = cb_proto_drm_keys_get_scheme_names },
     { .name = "period", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_drm_keys_get_t, period), .min = 0LL, .max = 9007199254740991LL },
     { .name = "key_id", .type = CB_JSONV_STRING, .flags = 0, .offset = offsetof(cb_proto_drm_keys_get_t, key_id), .min = 0LL, .max = 32LL },
+    { .name = NULL },
+};
+
+const cb_jsonv_field_t cb_proto_edge_ack_fields[] = {
+    { .name = "v", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_edge_ack_t, v), .min = 1, .max = 1 },
+    { .name = "ok", .type = CB_JSONV_BOOL, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_edge_ack_t, ok) },
+    { .name = "edges", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_edge_ack_t, edges), .min = 0LL, .max = INT64_MAX },
+    { .name = NULL },
+};
+
+const cb_jsonv_field_t cb_proto_edge_heartbeat_fields[] = {
+    { .name = "v", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_edge_heartbeat_t, v), .min = 1, .max = 1 },
+    { .name = "name", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED | CB_JSONV_IDENT, .offset = offsetof(cb_proto_edge_heartbeat_t, name), .min = 0LL, .max = 64LL },
+    { .name = "url", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_edge_heartbeat_t, url), .min = 0LL, .max = 512LL },
+    { .name = "kind", .type = CB_JSONV_ENUM, .flags = 0, .offset = offsetof(cb_proto_edge_heartbeat_t, kind), .enum_values = cb_proto_edge_heartbeat_kind_names },
+    { .name = "group", .type = CB_JSONV_STRING, .flags = CB_JSONV_IDENT, .offset = offsetof(cb_proto_edge_heartbeat_t, group), .min = 0LL, .max = 64LL },
+    { .name = "ttl_ms", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_edge_heartbeat_t, ttl_ms), .min = 1000LL, .max = 600000LL },
+    { .name = "leaving", .type = CB_JSONV_BOOL, .flags = 0, .offset = offsetof(cb_proto_edge_heartbeat_t, leaving) },
     { .name = NULL },
 };
 
@@ -404,6 +427,98 @@ char *cb_proto_drm_keys_get_encode(const cb_proto_drm_keys_get_t *m, size_t *len
 void cb_proto_drm_keys_get_release(cb_proto_drm_keys_get_t *m)
 {
     cb_jsonv_release(cb_proto_drm_keys_get_fields, m);
+}
+
+int cb_proto_edge_ack_decode(const void *buf, size_t len, cb_proto_edge_ack_t *out,
+                        cb_jsonv_error_t *err)
+{
+    if (len > CB_PROTO_MAX_MESSAGE_BYTES) {
+        memset(out, 0, sizeof(*out));
+        if (err) {
+            err->field[0] = '\0';
+            snprintf(err->text, sizeof(err->text), "message of %zu bytes is over the limit of %d",
+                     len, CB_PROTO_MAX_MESSAGE_BYTES);
+        }
+        return -EINVAL;
+    }
+    return cb_jsonv_decode_buf(cb_proto_edge_ack_fields, buf, len, out, err);
+}
+
+int cb_proto_edge_ack_validate(const void *buf, size_t len, cb_jsonv_error_t *err)
+{
+    cb_proto_edge_ack_t tmp;
+    int rc = cb_proto_edge_ack_decode(buf, len, &tmp, err);
+
+    cb_proto_edge_ack_release(&tmp);
+    return rc;
+}
+
+char *cb_proto_edge_ack_encode(const cb_proto_edge_ack_t *m, size_t *len)
+{
+    cb_proto_edge_ack_t copy = *m;
+    json_t *o;
+    char *text;
+
+    copy.v = 1;
+    o = cb_jsonv_encode(cb_proto_edge_ack_fields, &copy);
+    if (!o)
+        return NULL;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_decref(o);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+void cb_proto_edge_ack_release(cb_proto_edge_ack_t *m)
+{
+    cb_jsonv_release(cb_proto_edge_ack_fields, m);
+}
+
+int cb_proto_edge_heartbeat_decode(const void *buf, size_t len, cb_proto_edge_heartbeat_t *out,
+                        cb_jsonv_error_t *err)
+{
+    if (len > CB_PROTO_MAX_MESSAGE_BYTES) {
+        memset(out, 0, sizeof(*out));
+        if (err) {
+            err->field[0] = '\0';
+            snprintf(err->text, sizeof(err->text), "message of %zu bytes is over the limit of %d",
+                     len, CB_PROTO_MAX_MESSAGE_BYTES);
+        }
+        return -EINVAL;
+    }
+    return cb_jsonv_decode_buf(cb_proto_edge_heartbeat_fields, buf, len, out, err);
+}
+
+int cb_proto_edge_heartbeat_validate(const void *buf, size_t len, cb_jsonv_error_t *err)
+{
+    cb_proto_edge_heartbeat_t tmp;
+    int rc = cb_proto_edge_heartbeat_decode(buf, len, &tmp, err);
+
+    cb_proto_edge_heartbeat_release(&tmp);
+    return rc;
+}
+
+char *cb_proto_edge_heartbeat_encode(const cb_proto_edge_heartbeat_t *m, size_t *len)
+{
+    cb_proto_edge_heartbeat_t copy = *m;
+    json_t *o;
+    char *text;
+
+    copy.v = 1;
+    o = cb_jsonv_encode(cb_proto_edge_heartbeat_fields, &copy);
+    if (!o)
+        return NULL;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+    json_decref(o);
+    if (text && len)
+        *len = strlen(text);
+    return text;
+}
+
+void cb_proto_edge_heartbeat_release(cb_proto_edge_heartbeat_t *m)
+{
+    cb_jsonv_release(cb_proto_edge_heartbeat_fields, m);
 }
 
 int cb_proto_entitlement_check_decode(const void *buf, size_t len, cb_proto_entitlement_check_t *out,

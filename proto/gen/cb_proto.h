@@ -49,6 +49,7 @@ extern const size_t cb_proto_ntopics;
 
 /* ---- NATS subjects ---- */
 
+#define CB_PROTO_SUBJECT_CDN_EDGES_HEARTBEAT "cdn.edges.heartbeat"
 #define CB_PROTO_SUBJECT_DRM_KEYS_GET "drm.keys.get"
 #define CB_PROTO_SUBJECT_ENTITLEMENT_CHECK "entitlement.check"
 
@@ -72,6 +73,7 @@ const cb_proto_subject_t *cb_proto_subject_find(const char *name);
 #define CB_PROTO_DRM_KEYS_GET_SCHEME_AES128 0
 #define CB_PROTO_DRM_KEYS_GET_SCHEME_CBCS 1
 #define CB_PROTO_DRM_KEYS_GET_SCHEME_CENC 2
+#define CB_PROTO_EDGE_HEARTBEAT_KIND_VARNISH 0
 #define CB_PROTO_ENTITLEMENT_CHECK_CONTENT_KIND_LIVE 0
 #define CB_PROTO_ENTITLEMENT_CHECK_CONTENT_KIND_VOD 1
 #define CB_PROTO_ENTITLEMENT_CHECK_CONTENT_KIND_ROOM 2
@@ -186,6 +188,24 @@ typedef struct cb_proto_drm_keys_get {
     int64_t period;
     char *key_id;
 } cb_proto_drm_keys_get_t;
+
+/* The heartbeat was recorded. */
+typedef struct cb_proto_edge_ack {
+    int64_t v; /* schema version */
+    bool ok;
+    int64_t edges;
+} cb_proto_edge_ack_t;
+
+/* An edge that purge-fanout should purge. */
+typedef struct cb_proto_edge_heartbeat {
+    int64_t v; /* schema version */
+    char *name;
+    char *url;
+    int kind; /* cb_proto_..._KIND_* */
+    char *group;
+    int64_t ttl_ms;
+    bool leaving;
+} cb_proto_edge_heartbeat_t;
 
 /* A viewer wants to play or join something. */
 typedef struct cb_proto_entitlement_check {
@@ -329,6 +349,30 @@ int cb_proto_drm_keys_get_validate(const void *buf, size_t len, cb_jsonv_error_t
 /* Encode as compact JSON with "v" set; heap string or NULL on ENOMEM. */
 char *cb_proto_drm_keys_get_encode(const cb_proto_drm_keys_get_t *m, size_t *len);
 void cb_proto_drm_keys_get_release(cb_proto_drm_keys_get_t *m);
+
+/* EdgeAck (schema version 1) */
+#define CB_PROTO_EDGE_ACK_VERSION 1
+extern const cb_jsonv_field_t cb_proto_edge_ack_fields[];
+/* Check and decode; -EINVAL with err naming the field. Release *out either way. */
+int cb_proto_edge_ack_decode(const void *buf, size_t len, cb_proto_edge_ack_t *out,
+                        cb_jsonv_error_t *err);
+/* Check only (matches cb_nats_validate_fn). */
+int cb_proto_edge_ack_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
+/* Encode as compact JSON with "v" set; heap string or NULL on ENOMEM. */
+char *cb_proto_edge_ack_encode(const cb_proto_edge_ack_t *m, size_t *len);
+void cb_proto_edge_ack_release(cb_proto_edge_ack_t *m);
+
+/* EdgeHeartbeat (schema version 1) */
+#define CB_PROTO_EDGE_HEARTBEAT_VERSION 1
+extern const cb_jsonv_field_t cb_proto_edge_heartbeat_fields[];
+/* Check and decode; -EINVAL with err naming the field. Release *out either way. */
+int cb_proto_edge_heartbeat_decode(const void *buf, size_t len, cb_proto_edge_heartbeat_t *out,
+                        cb_jsonv_error_t *err);
+/* Check only (matches cb_nats_validate_fn). */
+int cb_proto_edge_heartbeat_validate(const void *buf, size_t len, cb_jsonv_error_t *err);
+/* Encode as compact JSON with "v" set; heap string or NULL on ENOMEM. */
+char *cb_proto_edge_heartbeat_encode(const cb_proto_edge_heartbeat_t *m, size_t *len);
+void cb_proto_edge_heartbeat_release(cb_proto_edge_heartbeat_t *m);
 
 /* EntitlementCheck (schema version 1) */
 #define CB_PROTO_ENTITLEMENT_CHECK_VERSION 1

@@ -57,7 +57,7 @@ DAEMONS = {
     "ingest": {"kafka", "postgres", "storage"},
     "transcode-worker": {"kafka", "kafka-consumer", "storage"},
     "packager": {"kafka", "kafka-consumer", "storage"},
-    "purge-fanout": {"kafka", "nats", "redis"},
+    "purge-fanout": {"kafka", "kafka-consumer", "nats", "redis"},
     "drm-license": {"nats", "postgres"},
     "entitlement": {"nats", "postgres", "redis"},
     "analytics-sink": {"kafka", "postgres"},

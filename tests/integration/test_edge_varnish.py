@@ -30,7 +30,7 @@ VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
 class Varnish:
     """One varnishd in the foreground, its own work dir and site.vcl."""
 
-    def __init__(self, name, origin_port, purgers=("127.0.0.1", "::1")):
+    def __init__(self, name, origin_port, purgers=("127.0.0.1", "::1"), port=None):
         # varnishd reads and compiles the VCL as its own user: a directory it
         # can reach (pytest's are private to root)
         self.dir = Path(tempfile.mkdtemp(prefix=f"castbus-varnish-{name}-"))
@@ -42,7 +42,7 @@ class Varnish:
         shutil.copyfile(EDGE / "castbus.vcl", self.dir / "castbus.vcl")
         for f in ("site.vcl", "castbus.vcl"):
             os.chmod(self.dir / f, 0o644)
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = open(self.dir / "varnishd.log", "w")
         self.proc = subprocess.Popen(
             [VARNISHD, "-F", "-n", str(self.dir / "n"), "-a", f"127.0.0.1:{self.port}",

@@ -32,6 +32,27 @@ static void test_parse_and_lookup(void **state)
     cb_apikeys_free(k);
 }
 
+static void test_key_ids_name_keys_without_showing_them(void **state)
+{
+    cb_apikeys_t *k;
+    char err[256], a[CB_APIKEY_ID_LEN + 1], b[CB_APIKEY_ID_LEN + 1], c[CB_APIKEY_ID_LEN + 1];
+
+    (void) state;
+    assert_int_equal(cb_apikeys_parse("admin:s3cret,editor:ed1", &k, err, sizeof(err)), 0);
+    assert_int_equal(cb_apikeys_authorize_id(k, "Bearer s3cret", a), CB_ROLE_ADMIN);
+    assert_int_equal(cb_apikeys_authorize_id(k, "bearer s3cret ", b), CB_ROLE_ADMIN);
+    assert_int_equal(strlen(a), CB_APIKEY_ID_LEN);
+    assert_string_equal(a, b);
+    assert_string_equal(a, "1ec1c26b50d5d3c5"); /* SHA-256("s3cret"), its first 8 bytes */
+    assert_int_equal(cb_apikeys_authorize_id(k, "Bearer ed1", c), CB_ROLE_EDITOR);
+    assert_string_not_equal(a, c);
+    assert_int_equal(cb_apikeys_authorize_id(k, "Bearer nope", c), CB_ROLE_NONE);
+    assert_string_equal(c, "");
+    assert_int_equal(cb_apikeys_authorize_id(k, NULL, c), CB_ROLE_NONE);
+    assert_string_equal(c, "");
+    cb_apikeys_free(k);
+}
+
 static void test_empty(void **state)
 {
     cb_apikeys_t *k;
@@ -78,6 +99,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_and_lookup),
+        cmocka_unit_test(test_key_ids_name_keys_without_showing_them),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_errors_never_show_the_secret),
         cmocka_unit_test(test_roles),

@@ -19,6 +19,8 @@ vcl 4.1;
 # always hard. Every purge answers 200 with the count in X-Purged (URL and
 # key purges) and `purged`/`banned` in the body.
 #
+# Objects are cached by URL alone (one origin per edge; Host is ignored).
+#
 # TTLs: what the origin says (Cache-Control); without it manifests 1 s,
 # segments 1 day, 404 1 s. Grace (stale served while the origin is down or
 # refetching): manifests 2 s, segments 1 h.
@@ -68,6 +70,13 @@ sub vcl_recv {
     # media is the same for every viewer: cookies must not split the cache
     unset req.http.Cookie;
     return (hash);
+}
+
+# One origin behind every edge: objects are cached by URL alone, so the
+# Host a viewer (or a purge) used does not split or miss them.
+sub vcl_hash {
+    hash_data(req.url);
+    return (lookup);
 }
 
 sub castbus_purge_url {

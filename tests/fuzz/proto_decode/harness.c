@@ -40,5 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ROUND(drm_keys_get);
     ROUND(drm_key);
     ROUND(error_reply);
+    ROUND(edge_heartbeat);
+    ROUND(edge_ack);
     return 0;
 }
