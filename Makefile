@@ -352,8 +352,8 @@ run: bootstrap
 
 # ---- benchmarks (not part of make test: they take minutes and want a quiet machine) ----
 
-.PHONY: bench bench-ingest bench-transcode bench-packager bench-origin
-bench: bench-ingest bench-transcode bench-packager bench-origin
+.PHONY: bench bench-ingest bench-transcode bench-packager bench-origin bench-purge
+bench: bench-ingest bench-transcode bench-packager bench-origin bench-purge
 
 bench-ingest: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/ingest $(BENCH_ARGS)
@@ -366,6 +366,9 @@ bench-packager: bootstrap all
 
 bench-origin: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/origin $(BENCH_ARGS)
+
+bench-purge: bootstrap all
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/purge $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

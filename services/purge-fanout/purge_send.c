@@ -1,6 +1,10 @@
 /*
  * purge_send.c - the fan-out engine: one thread, one curl multi handle.
  *
+ * The loop is epoll with curl's socket interface (CURLMOPT_SOCKETFUNCTION,
+ * curl_multi_socket_action): only sockets with something to do are
+ * visited, so a thousand edges cost what the busy ones cost.
+ *
  * Ownership: a batch (one pf_send_run() call) belongs to its caller, who
  * waits on the batch's condition; the engine thread works on it until the
  * last edge is done, sets `done` under the lock and never touches it
@@ -15,24 +19,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
 #include "version.h"
 
 typedef struct batch batch_t;
+typedef struct edge_run edge_run_t;
 
-typedef struct edge_run {
+/* One edge (by base URL) across all jobs: the per-edge limit counts here,
+ * and runs that would exceed it wait here, outside curl (whose own
+ * pending queue costs time per handle). */
+typedef struct host {
+    char *url;
+    int inflight; /* requests in the multi handle */
+    int runs;     /* unfinished edge runs for it */
+    edge_run_t *wait_head, *wait_tail;
+    struct host *next; /* bucket chain */
+} host_t;
+
+#define HOST_BUCKETS 1024
+
+struct edge_run {
     batch_t *b;
     const pf_target_t *t;
     pf_result_t *res;
+    host_t *host;
     size_t next;  /* the next request not started */
     size_t done;  /* requests answered or given up */
     int inflight; /* in the multi handle or waiting to retry */
     bool queued;  /* on the runnable list */
+    bool parked;  /* on its host's wait list */
     bool finished;
-    struct edge_run *next_runnable;
-} edge_run_t;
+    struct edge_run *next_runnable; /* either list */
+};
 
 struct batch {
     pthread_cond_t cond;
@@ -60,6 +83,9 @@ typedef struct xfer {
 struct pf_send {
     pf_send_config_t cfg;
     CURLM *multi;
+    int epfd;             /* the engine's sockets, and wakefd */
+    int wakefd;           /* eventfd: new batches, or stop */
+    int64_t timer_due_ms; /* curl's timer (monotonic), -1: none */
     pthread_t thread;
     bool started;
 
@@ -72,7 +98,8 @@ struct pf_send {
     edge_run_t *run_head, *run_tail;
     xfer_t *live;  /* in the multi handle */
     xfer_t *retry; /* waiting for due_ms */
-    CURL **pool;   /* easy handles to reuse */
+    host_t *hosts[HOST_BUCKETS];
+    CURL **pool; /* easy handles to reuse */
     size_t npool;
     int64_t inflight;
 
@@ -90,7 +117,7 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
 
 static void runnable_push(pf_send_t *s, edge_run_t *er)
 {
-    if (er->queued || er->finished || er->next >= er->t->plan->n)
+    if (er->queued || er->parked || er->finished || er->next >= er->t->plan->n)
         return;
     er->queued = true;
     er->next_runnable = NULL;
@@ -112,6 +139,77 @@ static edge_run_t *runnable_pop(pf_send_t *s)
         er->queued = false;
     }
     return er;
+}
+
+/* ---- hosts ---- */
+
+static size_t host_hash(const char *url)
+{
+    size_t h = 5381;
+
+    for (const unsigned char *p = (const unsigned char *) url; *p; p++)
+        h = h * 33 + *p;
+    return h % HOST_BUCKETS;
+}
+
+static host_t *host_get(pf_send_t *s, const char *url)
+{
+    size_t b = host_hash(url);
+    host_t *h;
+
+    for (h = s->hosts[b]; h; h = h->next)
+        if (strcmp(h->url, url) == 0)
+            return h;
+    h = calloc(1, sizeof(*h));
+    if (h && !(h->url = strdup(url))) {
+        free(h);
+        h = NULL;
+    }
+    if (h) {
+        h->next = s->hosts[b];
+        s->hosts[b] = h;
+    }
+    return h;
+}
+
+/* Forget a host nobody uses any more. */
+static void host_put(pf_send_t *s, host_t *h)
+{
+    host_t **pp;
+
+    if (h->runs > 0 || h->inflight > 0)
+        return;
+    for (pp = &s->hosts[host_hash(h->url)]; *pp != h; pp = &(*pp)->next)
+        ;
+    *pp = h->next;
+    free(h->url);
+    free(h);
+}
+
+static void host_park(host_t *h, edge_run_t *er)
+{
+    er->parked = true;
+    er->next_runnable = NULL;
+    if (h->wait_tail)
+        h->wait_tail->next_runnable = er;
+    else
+        h->wait_head = er;
+    h->wait_tail = er;
+}
+
+/* A request to h is over: a run waiting for it may go. */
+static void host_release(pf_send_t *s, host_t *h)
+{
+    edge_run_t *er = h->wait_head;
+
+    h->inflight--;
+    if (er) {
+        h->wait_head = er->next_runnable;
+        if (!h->wait_head)
+            h->wait_tail = NULL;
+        er->parked = false;
+        runnable_push(s, er);
+    }
 }
 
 static void xfer_link(xfer_t **head, xfer_t *x)
@@ -149,28 +247,38 @@ static void xfer_free(pf_send_t *s, xfer_t *x)
     free(x);
 }
 
+/* An easy handle with what every purge request shares (pooled handles keep it). */
+static CURL *easy_new(pf_send_t *s)
+{
+    CURL *e = curl_easy_init();
+
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) s->cfg.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) s->cfg.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "castbus-purge-fanout");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    return e;
+}
+
 /* Put an attempt of the transfer into the multi handle. */
 static int xfer_add(pf_send_t *s, xfer_t *x)
 {
     CURL *e = x->easy;
 
-    curl_easy_reset(e);
     x->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, x->url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->er->t->plan->reqs[x->idx].method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) s->cfg.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) s->cfg.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "castbus-purge-fanout");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (curl_multi_add_handle(s->multi, e) != CURLM_OK)
         return -ENOMEM;
     xfer_link(&s->live, x);
     s->inflight++;
+    x->er->host->inflight++;
     return 0;
 }
 
@@ -198,7 +306,7 @@ static xfer_t *xfer_new(pf_send_t *s, edge_run_t *er, size_t idx)
             goto fail;
         x->hdrs = l;
     }
-    x->easy = s->npool ? s->pool[--s->npool] : curl_easy_init();
+    x->easy = s->npool ? s->pool[--s->npool] : easy_new(s);
     if (!x->easy)
         goto fail;
     return x;
@@ -217,6 +325,11 @@ static bool edge_finish(pf_send_t *s, edge_run_t *er, int64_t now)
 
     er->finished = true;
     er->res->latency_ms = now - b->t0_ms;
+    if (er->host) {
+        er->host->runs--;
+        host_put(s, er->host);
+        er->host = NULL;
+    }
     if (--b->left > 0)
         return false;
     if (b->prev)
@@ -261,10 +374,14 @@ static void accept_batches(pf_send_t *s, batch_t *in, int64_t now)
         s->batches = b;
         b->t0_ms = now;
         for (size_t i = 0, n = b->n; i < n; i++) {
-            if (b->runs[i].t->plan->n > 0)
-                runnable_push(s, &b->runs[i]);
-            else if (edge_finish(s, &b->runs[i], now))
-                break; /* nothing to send anywhere: the batch is over */
+            edge_run_t *er = &b->runs[i];
+            if (er->t->plan->n > 0 && !(er->host = host_get(s, er->t->base_url)))
+                edge_fail(er, "out of memory");
+            if (er->host) {
+                er->host->runs++;
+                runnable_push(s, er);
+            } else if (edge_finish(s, er, now))
+                break; /* nothing (more) to send anywhere: the batch is over */
         }
     }
 }
@@ -287,9 +404,10 @@ static void start_requests(pf_send_t *s, int64_t now)
     }
     while (s->inflight < s->cfg.max_inflight && s->run_head) {
         edge_run_t *er = runnable_pop(s);
+        host_t *h = er->host;
         bool over = false;
 
-        while (er->inflight < s->cfg.per_edge && er->next < er->t->plan->n &&
+        while (h->inflight < s->cfg.per_edge && er->next < er->t->plan->n &&
                s->inflight < s->cfg.max_inflight) {
             size_t idx = er->next++;
             xfer_t *x = xfer_new(s, er, idx);
@@ -304,8 +422,12 @@ static void start_requests(pf_send_t *s, int64_t now)
                     break;
             }
         }
-        if (!over && er->inflight < s->cfg.per_edge)
-            runnable_push(s, er); /* more to send once the limit allows */
+        if (over || er->finished || er->next >= er->t->plan->n)
+            continue;
+        if (h->inflight >= s->cfg.per_edge)
+            host_park(h, er); /* more to send once the edge has room */
+        else
+            runnable_push(s, er); /* more once the overall limit allows */
     }
 }
 
@@ -331,6 +453,7 @@ static void xfer_complete(pf_send_t *s, xfer_t *x, CURLcode code, int64_t now)
     curl_multi_remove_handle(s->multi, x->easy);
     xfer_unlink(&s->live, x);
     s->inflight--;
+    host_release(s, er->host);
     if (status > 0)
         er->res->status = status;
     if (x->attempt > er->res->attempts)
@@ -371,8 +494,12 @@ static void abort_all(pf_send_t *s, int64_t now)
         xfer_t *x = s->live;
         curl_multi_remove_handle(s->multi, x->easy);
         xfer_unlink(&s->live, x);
+        x->er->host->inflight--;
         xfer_free(s, x);
     }
+    for (size_t i = 0; i < HOST_BUCKETS; i++)
+        for (host_t *h = s->hosts[i]; h; h = h->next)
+            h->wait_head = h->wait_tail = NULL;
     while (s->retry) {
         xfer_t *x = s->retry;
         xfer_unlink(&s->retry, x);
@@ -393,17 +520,63 @@ static void abort_all(pf_send_t *s, int64_t now)
     }
 }
 
+/* ---- the event loop: epoll, and curl told which sockets are ready ---- */
+
+/* curl wants fd watched for `what` (CURLMOPT_SOCKETFUNCTION). */
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    pf_send_t *s = userp;
+    struct epoll_event ev = { .data.fd = fd };
+
+    (void) e;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    if (socketp) {
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, fd, &ev);
+    } else {
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+        curl_multi_assign(s->multi, fd, s); /* marks it added */
+    }
+    return 0;
+}
+
+/* curl wants to be called back in timeout_ms (-1: no timer). */
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    pf_send_t *s = userp;
+
+    (void) m;
+    s->timer_due_ms = timeout_ms < 0 ? -1 : cb_clock_mono_ms() + timeout_ms;
+    return 0;
+}
+
+static void read_done(pf_send_t *s)
+{
+    CURLMsg *msg;
+    int nmsg;
+
+    while ((msg = curl_multi_info_read(s->multi, &nmsg))) {
+        xfer_t *x;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
+        xfer_complete(s, x, msg->data.result, cb_clock_mono_ms());
+    }
+}
+
 static void *engine(void *arg)
 {
     pf_send_t *s = arg;
+    struct epoll_event evs[256];
 
     for (;;) {
         batch_t *in;
         bool stop;
-        int running = 0, nmsg;
-        CURLMsg *msg;
+        int running = 0, n;
         int64_t now, wait_ms = 1000;
-        bool progressed = false;
 
         pthread_mutex_lock(&s->lock);
         in = s->incoming;
@@ -417,24 +590,44 @@ static void *engine(void *arg)
             break;
         }
         start_requests(s, now);
-        curl_multi_perform(s->multi, &running);
-        while ((msg = curl_multi_info_read(s->multi, &nmsg))) {
-            xfer_t *x;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
-            xfer_complete(s, x, msg->data.result, cb_clock_mono_ms());
-            progressed = true;
-        }
         cb_series_set(s->m_inflight, (double) s->inflight);
-        if (progressed)
-            continue; /* start what those made room for */
+        if (s->timer_due_ms >= 0)
+            wait_ms = s->timer_due_ms > now ? s->timer_due_ms - now : 0;
         for (xfer_t *x = s->retry; x; x = x->next)
             if (x->due_ms - now < wait_ms)
-                wait_ms = x->due_ms - now > 0 ? x->due_ms - now : 0;
-        curl_multi_poll(s->multi, NULL, 0, (int) wait_ms, NULL);
+                wait_ms = x->due_ms > now ? x->due_ms - now : 0;
+        n = epoll_wait(s->epfd, evs, (int) CB_ARRAY_LEN(evs), (int) wait_ms);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd, flags = 0;
+            if (fd == s->wakefd) {
+                uint64_t v;
+                if (read(s->wakefd, &v, sizeof(v)) < 0) { /* nothing: level-triggered retry */
+                }
+                continue;
+            }
+            if (evs[i].events & EPOLLIN)
+                flags |= CURL_CSELECT_IN;
+            if (evs[i].events & EPOLLOUT)
+                flags |= CURL_CSELECT_OUT;
+            if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                flags |= CURL_CSELECT_ERR;
+            curl_multi_socket_action(s->multi, fd, flags, &running);
+        }
+        if (s->timer_due_ms >= 0 && cb_clock_mono_ms() >= s->timer_due_ms) {
+            s->timer_due_ms = -1;
+            curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        read_done(s);
     }
     return NULL;
+}
+
+static void wake(pf_send_t *s)
+{
+    uint64_t one = 1;
+
+    if (write(s->wakefd, &one, sizeof(one)) < 0) { /* the counter is full: it is awake anyway */
+    }
 }
 
 /* ---- API ---- */
@@ -456,13 +649,23 @@ int pf_send_new(const pf_send_config_t *cfg, cb_metrics_t *metrics, pf_send_t **
     if (!s)
         return -ENOMEM;
     s->cfg = *cfg;
+    s->epfd = s->wakefd = -1;
     pthread_mutex_init(&s->lock, NULL);
     s->pool = calloc((size_t) cfg->max_inflight, sizeof(*s->pool));
     s->multi = curl_multi_init();
-    if (!s->pool || !s->multi) {
+    s->timer_due_ms = -1;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!s->pool || !s->multi || s->epfd < 0 || s->wakefd < 0) {
         pf_send_free(s);
         return -ENOMEM;
     }
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd,
+              &(struct epoll_event){ .events = EPOLLIN, .data.fd = s->wakefd });
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) cfg->per_edge);
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long) cfg->max_inflight);
     reqs = cb_metrics_counter(metrics, "castbus_purge_edge_requests_total",
@@ -518,7 +721,7 @@ int pf_send_run(pf_send_t *s, const pf_target_t *targets, size_t n, pf_result_t 
     }
     pthread_mutex_unlock(&s->lock);
     if (rc == 0) {
-        curl_multi_wakeup(s->multi);
+        wake(s);
         pthread_mutex_lock(&s->lock);
         while (!b->done)
             pthread_cond_wait(&b->cond, &s->lock);
@@ -537,7 +740,7 @@ static void send_stop(pf_send_t *s)
     s->stopping = true;
     pthread_mutex_unlock(&s->lock);
     if (s->started) {
-        curl_multi_wakeup(s->multi);
+        wake(s);
         pthread_join(s->thread, NULL);
         s->started = false;
     }
@@ -550,9 +753,21 @@ void pf_send_free(pf_send_t *s)
     send_stop(s);
     for (size_t i = 0; i < s->npool; i++)
         curl_easy_cleanup(s->pool[i]);
+    for (size_t i = 0; i < HOST_BUCKETS; i++) {
+        while (s->hosts[i]) { /* none are left after a stop; a failed start may */
+            host_t *h = s->hosts[i];
+            s->hosts[i] = h->next;
+            free(h->url);
+            free(h);
+        }
+    }
     free(s->pool);
     if (s->multi)
         curl_multi_cleanup(s->multi);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->wakefd >= 0)
+        close(s->wakefd);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
