@@ -295,7 +295,7 @@ void cb_jsonv_init(const cb_jsonv_field_t *fields, void *dst)
             *(double *) p = 0;
             break;
         case CB_JSONV_BOOL:
-            *(bool *) p = false;
+            *(bool *) p = f->def != 0;
             break;
         case CB_JSONV_ENUM:
             *(int *) p = 0;
@@ -407,7 +407,7 @@ static bool is_zero(const cb_jsonv_field_t *f, const void *src)
     case CB_JSONV_DOUBLE:
         return *(const double *) p == 0.0;
     case CB_JSONV_BOOL:
-        return !*(const bool *) p;
+        return *(const bool *) p == (f->def != 0);
     case CB_JSONV_ENUM:
         return *(const int *) p == 0;
     case CB_JSONV_JSON:

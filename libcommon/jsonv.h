@@ -12,8 +12,8 @@
  * has the wrong type is an error; optional members that are absent keep the
  * zero value (the decoder zeroes the struct first). Integers must be JSON
  * integers (3.0 is not an integer); doubles accept both. An optional INT
- * may name its value when absent (`def`), so that absent and 0 can differ;
- * the encoder then leaves out the default instead of 0.
+ * or BOOL may name its value when absent (`def`), so that absent and 0 (or
+ * false) can differ; the encoder then leaves out the default instead.
  *
  * Thread safety: tables are const; functions are reentrant.
  */
@@ -47,7 +47,7 @@ typedef struct cb_jsonv_field {
     int64_t min;   /* INT: smallest value; STRING: shortest length; ARRAY: fewest items */
     int64_t max;   /* INT: largest value; STRING: longest length; ARRAY: most items */
                    /* (min == max == 0: no bound) */
-    int64_t def;   /* INT: the value when absent (0 unless set) */
+    int64_t def;   /* INT: the value when absent (0 unless set); BOOL: nonzero for true */
     const char *const *enum_values;      /* ENUM: NULL-terminated names */
     const struct cb_jsonv_field *fields; /* OBJECT, or ARRAY of OBJECT: element table */
     cb_jsonv_type_t elem_type;           /* ARRAY: STRING, INT, DOUBLE or OBJECT */

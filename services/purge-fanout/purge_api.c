@@ -43,7 +43,8 @@ static const cb_jsonv_field_t purge_body_fields[] = {
     LIST_FIELD(prefixes),
     LIST_FIELD(tags),
     { .name = "all", .type = CB_JSONV_BOOL, .offset = offsetof(purge_body_t, all) },
-    { .name = "soft", .type = CB_JSONV_BOOL, .offset = offsetof(purge_body_t, soft) },
+    /* the default: mark stale, revalidate, serve stale while the origin is down */
+    { .name = "soft", .type = CB_JSONV_BOOL, .offset = offsetof(purge_body_t, soft), .def = 1 },
     { .name = "group",
       .type = CB_JSONV_STRING,
       .flags = CB_JSONV_IDENT,
@@ -99,17 +100,6 @@ static int rate_limited(pf_api_t *a, cb_http_req_t *req, const char *caller)
     return 1;
 }
 
-static bool soft_given(cb_http_req_t *req)
-{
-    size_t len;
-    const char *body = cb_http_req_body(req, &len);
-    json_t *o = json_loadb(body ? body : "", len, 0, NULL);
-    bool given = json_object_get(o, "soft") != NULL;
-
-    json_decref(o);
-    return given;
-}
-
 static int post_purge(cb_http_req_t *req, void *arg)
 {
     pf_api_t *a = arg;
@@ -126,9 +116,6 @@ static int post_purge(cb_http_req_t *req, void *arg)
         cb_jsonv_release(purge_body_fields, &b);
         return CB_HTTP_DONE;
     }
-    if (!soft_given(req))
-        b.soft =
-            true; /* the default: mark stale, revalidate, serve stale when the origin is down */
     snprintf(id, sizeof(id), "pf-%011" PRIx64, (uint64_t) cb_clock_wall_ms());
     if (getrandom(&rnd, sizeof(rnd), 0) == (ssize_t) sizeof(rnd))
         snprintf(id + strlen(id), sizeof(id) - strlen(id), "-%08" PRIx32, rnd);

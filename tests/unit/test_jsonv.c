@@ -244,6 +244,40 @@ static void test_int_default_tells_absent_from_zero(void **state)
     json_decref(j);
 }
 
+typedef struct flags {
+    bool soft;
+} flags_t;
+
+static const cb_jsonv_field_t flags_fields[] = {
+    { .name = "soft", .type = CB_JSONV_BOOL, .offset = offsetof(flags_t, soft), .def = 1 },
+    { .name = NULL },
+};
+
+static void test_bool_default_tells_absent_from_false(void **state)
+{
+    cb_jsonv_error_t e;
+    flags_t f;
+    json_t *j;
+    char *out;
+
+    (void) state;
+    assert_int_equal(cb_jsonv_decode_buf(flags_fields, "{}", 2, &f, &e), 0);
+    assert_true(f.soft);
+    assert_int_equal(cb_jsonv_decode_buf(flags_fields, "{\"soft\":false}", 14, &f, &e), 0);
+    assert_false(f.soft);
+    j = cb_jsonv_encode(flags_fields, &f);
+    out = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(out, "{\"soft\":false}");
+    free(out);
+    json_decref(j);
+    f.soft = true;
+    j = cb_jsonv_encode(flags_fields, &f);
+    out = json_dumps(j, JSON_COMPACT);
+    assert_string_equal(out, "{}");
+    free(out);
+    json_decref(j);
+}
+
 static void test_validate_only_and_idents(void **state)
 {
     cb_jsonv_error_t e;
@@ -266,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_field),
         cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test(test_int_default_tells_absent_from_zero),
+        cmocka_unit_test(test_bool_default_tells_absent_from_false),
         cmocka_unit_test(test_validate_only_and_idents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
