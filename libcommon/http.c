@@ -15,6 +15,7 @@
 #include "http.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -540,6 +541,29 @@ int cb_http_req_query(const cb_http_req_t *req, const char *name, char *dst, siz
         pos += flen + 1;
     }
     return -ENOENT;
+}
+
+int cb_http_req_query_int(cb_http_req_t *req, const char *name, int64_t min, int64_t max,
+                          int64_t *out)
+{
+    char text[16], *end;
+    long long v;
+    int rc = cb_http_req_query(req, name, text, sizeof(text));
+
+    if (rc == -ENOENT)
+        return rc;
+    if (rc < 0) {
+        cb_http_reply_error(req, 400, "invalid_field", name, "malformed %s", name);
+        return -EINVAL;
+    }
+    v = strtoll(text, &end, 10);
+    if (*end || v < min || v > max) {
+        cb_http_reply_error(req, 400, "invalid_field", name,
+                            "%s must be an integer from %" PRId64 " to %" PRId64, name, min, max);
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
 }
 
 const char *cb_http_req_header(const cb_http_req_t *req, const char *name)

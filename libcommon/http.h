@@ -124,6 +124,13 @@ const char *cb_http_req_path(const cb_http_req_t *req);
 const char *cb_http_req_param(const cb_http_req_t *req, const char *name);
 /* Decode query parameter `name` into dst; returns length, -ENOENT, -EINVAL. */
 int cb_http_req_query(const cb_http_req_t *req, const char *name, char *dst, size_t dstlen);
+/*
+ * An integer query parameter from min to max into *out, left alone when
+ * absent (-ENOENT). Anything else gets the 400 naming the parameter here,
+ * and -EINVAL: the handler just returns CB_HTTP_DONE.
+ */
+int cb_http_req_query_int(cb_http_req_t *req, const char *name, int64_t min, int64_t max,
+                          int64_t *out);
 /* A request header by lower-case name ("content-type"), or NULL. */
 const char *cb_http_req_header(const cb_http_req_t *req, const char *name);
 const char *cb_http_req_body(const cb_http_req_t *req, size_t *len);

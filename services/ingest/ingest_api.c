@@ -138,9 +138,9 @@ static int h_create(cb_http_req_t *req, void *arg)
 static int h_list(cb_http_req_t *req, void *arg)
 {
     ingest_app_t *app = arg;
-    char status[16], lim[16], err[256];
+    char status[16], err[256];
     const char *filter = NULL;
-    long long limit = 100;
+    int64_t limit = 100;
     json_t *arr;
     size_t i;
     int rc;
@@ -154,16 +154,8 @@ static int h_list(cb_http_req_t *req, void *arg)
     } else if (rc != -ENOENT) {
         return cb_http_reply_error(req, 400, "invalid_field", "status", "malformed status");
     }
-    rc = cb_http_req_query(req, "limit", lim, sizeof(lim));
-    if (rc >= 0) {
-        char *end;
-        limit = strtoll(lim, &end, 10);
-        if (*end || limit < 1 || limit > 1000)
-            return cb_http_reply_error(req, 400, "invalid_field", "limit",
-                                       "limit must be an integer from 1 to 1000");
-    } else if (rc != -ENOENT) {
-        return cb_http_reply_error(req, 400, "invalid_field", "limit", "malformed limit");
-    }
+    if (cb_http_req_query_int(req, "limit", 1, 1000, &limit) == -EINVAL)
+        return CB_HTTP_DONE;
     rc = ingest_store_list(app->deps.db, filter, limit, ingest_app_stale_ms(app), &arr, err,
                            sizeof(err));
     if (rc)

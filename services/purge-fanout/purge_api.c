@@ -212,9 +212,9 @@ static int get_purge(cb_http_req_t *req, void *arg)
 static int list_purges(cb_http_req_t *req, void *arg)
 {
     pf_api_t *a = arg;
-    char status[16], lim[16];
+    char status[16];
     int st = -1, rc;
-    long long limit = 50;
+    int64_t limit = 50;
     json_t *out;
 
     rc = cb_http_req_query(req, "status", status, sizeof(status));
@@ -228,16 +228,8 @@ static int list_purges(cb_http_req_t *req, void *arg)
     } else if (rc != -ENOENT) {
         return cb_http_reply_error(req, 400, "invalid_field", "status", "malformed status");
     }
-    rc = cb_http_req_query(req, "limit", lim, sizeof(lim));
-    if (rc >= 0) {
-        char *end;
-        limit = strtoll(lim, &end, 10);
-        if (*end || limit < 1 || limit > 500)
-            return cb_http_reply_error(req, 400, "invalid_field", "limit",
-                                       "limit must be an integer from 1 to 500");
-    } else if (rc != -ENOENT) {
-        return cb_http_reply_error(req, 400, "invalid_field", "limit", "malformed limit");
-    }
+    if (cb_http_req_query_int(req, "limit", 1, 500, &limit) == -EINVAL)
+        return CB_HTTP_DONE;
     out = pf_jobs_list(a->jobs, st, (size_t) limit, &rc);
     if (!out)
         return cb_http_reply_error(req, 503, "unavailable", NULL, "job records unavailable");

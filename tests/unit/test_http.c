@@ -65,6 +65,16 @@ static int h_get_thing(cb_http_req_t *req, void *arg)
                                         q, "role", cb_role_name(cb_http_req_role(req))));
 }
 
+static int h_count(cb_http_req_t *req, void *arg)
+{
+    int64_t n = 5;
+
+    (void) arg;
+    if (cb_http_req_query_int(req, "n", 1, 10, &n) == -EINVAL)
+        return CB_HTTP_DONE;
+    return cb_http_reply_json(req, 200, json_pack("{s:I}", "n", (json_int_t) n));
+}
+
 static int h_post_thing(cb_http_req_t *req, void *arg)
 {
     thing_t t;
@@ -146,6 +156,7 @@ static int setup(void **state)
     const cb_http_route_t routes[] = {
         { "GET", "/ping", CB_ROLE_NONE, 0, h_ping, NULL },
         { "GET", "/v1/things/{id}", CB_ROLE_VIEWER, 0, h_get_thing, NULL },
+        { "GET", "/v1/count", CB_ROLE_VIEWER, 0, h_count, NULL },
         { "POST", "/v1/things", CB_ROLE_EDITOR, 0, h_post_thing, NULL },
         { "DELETE", "/v1/things/{id}", CB_ROLE_ADMIN, 0, h_delete_thing, NULL },
         { "GET", "/v1/blocking", CB_ROLE_VIEWER, CB_HTTP_BLOCKING, h_blocking, NULL },
@@ -371,6 +382,43 @@ static void test_json_bodies(void **state)
     release(&r);
 }
 
+static void test_integer_query_parameters(void **state)
+{
+    static const struct {
+        const char *path;
+        int status;
+        int64_t n;           /* 200 */
+        const char *message; /* 400 */
+    } cases[] = {
+        { "/v1/count", 200, 5, NULL },
+        { "/v1/count?n=7", 200, 7, NULL },
+        { "/v1/count?n=10", 200, 10, NULL },
+        { "/v1/count?n=0", 400, 0, "n must be an integer from 1 to 10" },
+        { "/v1/count?n=11", 400, 0, "n must be an integer from 1 to 10" },
+        { "/v1/count?n=3x", 400, 0, "n must be an integer from 1 to 10" },
+        { "/v1/count?n=12345678901234567890", 400, 0, "malformed n" },
+    };
+    resp_t r;
+    json_t *j;
+
+    (void) state;
+    for (size_t i = 0; i < CB_ARRAY_LEN(cases); i++) {
+        request("GET", cases[i].path, "v1ew", NULL, NULL, NULL, &r);
+        assert_int_equal(r.status, cases[i].status);
+        j = body_json(&r);
+        if (cases[i].status == 200) {
+            assert_int_equal(json_integer_value(json_object_get(j, "n")), cases[i].n);
+        } else {
+            json_t *e = json_object_get(j, "error");
+            assert_string_equal(error_code(j), "invalid_field");
+            assert_string_equal(json_string_value(json_object_get(e, "field")), "n");
+            assert_string_equal(json_string_value(json_object_get(e, "message")), cases[i].message);
+        }
+        json_decref(j);
+        release(&r);
+    }
+}
+
 static void test_body_limit(void **state)
 {
     char *big = malloc(5000);
@@ -459,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_public_and_not_found),
         cmocka_unit_test(test_auth_and_roles),
         cmocka_unit_test(test_json_bodies),
+        cmocka_unit_test(test_integer_query_parameters),
         cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_blocking_and_deferred),
         cmocka_unit_test(test_request_id_and_big_bodies_on_one_connection),
