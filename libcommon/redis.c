@@ -157,8 +157,8 @@ static int redis_connect(cb_redis_t *r, char *err, size_t errlen)
     return 0;
 }
 
-int cb_redis_command(cb_redis_t *r, redisReply **reply, char *err, size_t errlen, const char *fmt,
-                     ...)
+static int redis_vcommand(cb_redis_t *r, redisReply **reply, char *err, size_t errlen,
+                          const char *fmt, va_list args)
 {
     redisReply *rep = NULL;
     va_list ap;
@@ -169,7 +169,7 @@ int cb_redis_command(cb_redis_t *r, redisReply **reply, char *err, size_t errlen
         rc = redis_connect(r, err, errlen);
         if (rc)
             break;
-        va_start(ap, fmt);
+        va_copy(ap, args);
         rep = redisvCommand(r->ctx, fmt, ap);
         va_end(ap);
         if (rep)
@@ -192,6 +192,33 @@ int cb_redis_command(cb_redis_t *r, redisReply **reply, char *err, size_t errlen
     cb_metric_add(r->m_commands, (const char *[]){ rc == 0 ? "ok" : "error" }, 1);
     if (rc == 0)
         *reply = rep;
+    return rc;
+}
+
+int cb_redis_command(cb_redis_t *r, redisReply **reply, char *err, size_t errlen, const char *fmt,
+                     ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = redis_vcommand(r, reply, err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cb_redis_exec(cb_redis_t *r, long long *integer, char *err, size_t errlen, const char *fmt, ...)
+{
+    redisReply *rep = NULL;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = redis_vcommand(r, &rep, err, errlen, fmt, ap);
+    va_end(ap);
+    if (rc == 0 && integer)
+        *integer = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    freeReplyObject(rep);
     return rc;
 }
 

@@ -48,6 +48,13 @@ int cb_redis_new(const cb_redis_config_t *cfg, cb_metrics_t *metrics, cb_redis_t
 int cb_redis_command(cb_redis_t *r, redisReply **reply, char *err, size_t errlen, const char *fmt,
                      ...);
 
+/*
+ * The same for a command whose reply is only success, or an integer (into
+ * *integer when not NULL; 0 for a reply of another type): no reply to free.
+ */
+int cb_redis_exec(cb_redis_t *r, long long *integer, char *err, size_t errlen, const char *fmt,
+                  ...);
+
 void cb_redis_free(cb_redis_t *r);
 
 /* ready: PING answers PONG. */

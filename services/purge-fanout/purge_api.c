@@ -73,22 +73,18 @@ static void caller_id(cb_http_req_t *req, char out[CB_APIKEY_ID_LEN + 1])
 /* 0 to go on; 1 when over the limit (answered 429). Redis down: let it through. */
 static int rate_limited(pf_api_t *a, cb_http_req_t *req, const char *caller)
 {
-    redisReply *r = NULL;
     char err[256];
     long long n = 0;
     int64_t now = cb_clock_wall_ms();
 
     if (a->rate_limit <= 0)
         return 0;
-    if (cb_redis_command(a->redis, &r, err, sizeof(err), "INCR castbus:purge:rate:%s:%lld", caller,
-                         (long long) (now / 1000)))
+    if (cb_redis_exec(a->redis, &n, err, sizeof(err), "INCR castbus:purge:rate:%s:%lld", caller,
+                      (long long) (now / 1000)))
         return 0;
-    n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    if (n == 1 &&
-        cb_redis_command(a->redis, &r, err, sizeof(err), "EXPIRE castbus:purge:rate:%s:%lld 2",
-                         caller, (long long) (now / 1000)) == 0)
-        freeReplyObject(r);
+    if (n == 1)
+        cb_redis_exec(a->redis, NULL, err, sizeof(err), "EXPIRE castbus:purge:rate:%s:%lld 2",
+                      caller, (long long) (now / 1000));
     if (n <= a->rate_limit)
         return 0;
     cb_metric_add(a->m_limited, NULL, 1);
@@ -106,7 +102,6 @@ static int post_purge(cb_http_req_t *req, void *arg)
     purge_body_t b;
     char field[64], why[256], caller[17], by[64], id[40], idem[IDEM_MAX + 24];
     uint32_t rnd = 0;
-    pf_edge_t *edges = NULL;
     size_t nedges = 0;
     json_t *job = NULL;
     bool replayed = false;
@@ -159,8 +154,7 @@ static int post_purge(cb_http_req_t *req, void *arg)
         rc = CB_HTTP_DONE;
         goto out;
     }
-    rc = pf_edges_select(a->edges, b.group, &edges, &nedges);
-    free(edges);
+    rc = pf_edges_count(a->edges, b.group, &nedges);
     if (rc) {
         rc = cb_http_reply_error(req, 503, "unavailable", NULL, "edge inventory unavailable");
         goto out;
@@ -219,9 +213,7 @@ static int list_purges(cb_http_req_t *req, void *arg)
 
     rc = cb_http_req_query(req, "status", status, sizeof(status));
     if (rc >= 0) {
-        for (int i = 0; pf_status_names[i]; i++)
-            if (strcmp(status, pf_status_names[i]) == 0)
-                st = i;
+        st = pf_name_index(pf_status_names, status);
         if (st < 0)
             return cb_http_reply_error(req, 400, "invalid_field", "status",
                                        "status must be pending, done, partial or failed");

@@ -45,14 +45,6 @@ struct pf_edges {
     cb_metric_t *m_failures;
 };
 
-static int find_index(const char *const *names, const char *s)
-{
-    for (int i = 0; s && names[i]; i++)
-        if (strcmp(names[i], s) == 0)
-            return i;
-    return -1;
-}
-
 static int slot_cmp(const void *a, const void *b)
 {
     return strcmp(((const slot_t *) a)->edge.name, ((const slot_t *) b)->edge.name);
@@ -116,8 +108,8 @@ static int edge_from_json(const char *text, size_t len, pf_edge_t *d)
     const char *name = json_string_value(json_object_get(o, "name"));
     const char *url = json_string_value(json_object_get(o, "url"));
     const char *group = json_string_value(json_object_get(o, "group"));
-    int kind = find_index(pf_edge_kind_names, json_string_value(json_object_get(o, "kind")));
-    int source = find_index(source_names, json_string_value(json_object_get(o, "source")));
+    int kind = pf_name_index(pf_edge_kind_names, json_string_value(json_object_get(o, "kind")));
+    int source = pf_name_index(source_names, json_string_value(json_object_get(o, "source")));
     int rc = -EINVAL;
 
     memset(d, 0, sizeof(*d));
@@ -158,34 +150,35 @@ static json_t *health_to_json(const health_t *h)
 
 /* ---- Redis ---- */
 
-static int hset_json(pf_edges_t *e, const char *key, const char *field, json_t *doc)
+/* HSET key field <doc> (taken); *added (may be NULL): the field is new. */
+static int hset_json(pf_edges_t *e, const char *key, const char *field, json_t *doc, bool *added,
+                     char *err, size_t errlen)
 {
-    char *text = json_dumps(doc, JSON_COMPACT), err[256];
-    redisReply *r = NULL;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    long long n = 0;
     int rc;
 
     json_decref(doc);
     if (!text)
         return -ENOMEM;
-    rc = cb_redis_command(e->redis, &r, err, sizeof(err), "HSET %s %s %s", key, field, text);
+    rc = cb_redis_exec(e->redis, &n, err, errlen, "HSET %s %s %s", key, field, text);
     free(text);
-    if (rc)
-        cb_log_warn("edge inventory: writing '%s' failed: %s", field, err);
-    freeReplyObject(r);
+    if (rc == 0 && added)
+        *added = n == 1;
     return rc;
 }
 
-static void hdel(pf_edges_t *e, const char *name)
+/* An edge out of Redis (and its health): 0, -ENOENT, or a Redis error. */
+static int hdel(pf_edges_t *e, const char *name, char *err, size_t errlen)
 {
-    redisReply *r = NULL;
-    char err[256];
+    long long n = 0;
+    int rc = cb_redis_exec(e->redis, &n, err, errlen, "HDEL %s %s", EDGES_KEY, name);
 
-    if (cb_redis_command(e->redis, &r, err, sizeof(err), "HDEL %s %s", EDGES_KEY, name) == 0) {
-        freeReplyObject(r);
-        r = NULL;
-        if (cb_redis_command(e->redis, &r, err, sizeof(err), "HDEL %s %s", HEALTH_KEY, name) == 0)
-            freeReplyObject(r);
-    }
+    if (rc == 0 && n == 0)
+        rc = -ENOENT;
+    if (rc == 0)
+        cb_redis_exec(e->redis, NULL, err, errlen, "HDEL %s %s", HEALTH_KEY, name);
+    return rc;
 }
 
 static int refresh_locked(pf_edges_t *e)
@@ -223,7 +216,7 @@ static int refresh_locked(pf_edges_t *e)
         if (s->edge.source == PF_EDGE_NATS && now - s->edge.seen_at_ms > e->expiry_ms) {
             cb_log_info("edge '%s' removed: no heartbeat for %" PRId64 " s", s->edge.name,
                         (now - s->edge.seen_at_ms) / 1000);
-            hdel(e, s->edge.name);
+            hdel(e, s->edge.name, err, sizeof(err));
             continue;
         }
         n++;
@@ -319,6 +312,12 @@ void pf_edges_free(pf_edges_t *e)
     free(e);
 }
 
+/* NULL or "": every group. */
+static bool in_group(const pf_edge_t *d, const char *group)
+{
+    return !group || !group[0] || strcmp(group, d->group) == 0;
+}
+
 int pf_edges_select(pf_edges_t *e, const char *group, pf_edge_t **out, size_t *n)
 {
     pf_edge_t *v;
@@ -333,7 +332,7 @@ int pf_edges_select(pf_edges_t *e, const char *group, pf_edge_t **out, size_t *n
         if (!v)
             rc = -ENOMEM;
         for (size_t i = 0; v && i < e->n; i++)
-            if (!group || !group[0] || strcmp(group, e->slots[i].edge.group) == 0)
+            if (in_group(&e->slots[i].edge, group))
                 v[(*n)++] = e->slots[i].edge;
         *out = v;
     }
@@ -341,12 +340,23 @@ int pf_edges_select(pf_edges_t *e, const char *group, pf_edge_t **out, size_t *n
     return rc;
 }
 
+int pf_edges_count(pf_edges_t *e, const char *group, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    pthread_mutex_lock(&e->lock);
+    rc = fresh_locked(e);
+    for (size_t i = 0; rc == 0 && i < e->n; i++)
+        if (in_group(&e->slots[i].edge, group))
+            (*n)++;
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
 int pf_edges_put(pf_edges_t *e, const pf_edge_t *edge, bool *created, char *err, size_t errlen)
 {
     pf_edge_t d = *edge;
-    redisReply *r = NULL;
-    char *text;
-    json_t *doc;
     slot_t *s;
     int rc;
 
@@ -359,18 +369,8 @@ int pf_edges_put(pf_edges_t *e, const pf_edge_t *edge, bool *created, char *err,
         snprintf(d.group, sizeof(d.group), "%s", PF_EDGE_GROUP_DEFAULT);
     if (d.source == PF_EDGE_NATS && d.ttl_ms <= 0)
         d.ttl_ms = DEFAULT_TTL_MS;
-    doc = edge_to_json(&d);
-    text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) {
-        pthread_mutex_unlock(&e->lock);
-        return -ENOMEM;
-    }
-    rc = cb_redis_command(e->redis, &r, err, errlen, "HSET %s %s %s", EDGES_KEY, d.name, text);
-    free(text);
+    rc = hset_json(e, EDGES_KEY, d.name, edge_to_json(&d), created, err, errlen);
     if (rc == 0) {
-        if (created)
-            *created = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
         if (s) {
             s->edge = d;
         } else {
@@ -385,25 +385,17 @@ int pf_edges_put(pf_edges_t *e, const pf_edge_t *edge, bool *created, char *err,
             }
         }
     }
-    freeReplyObject(r);
     pthread_mutex_unlock(&e->lock);
     return rc;
 }
 
 int pf_edges_remove(pf_edges_t *e, const char *name, char *err, size_t errlen)
 {
-    redisReply *r = NULL;
     slot_t *s;
     int rc;
 
     pthread_mutex_lock(&e->lock);
-    rc = cb_redis_command(e->redis, &r, err, errlen, "HDEL %s %s", EDGES_KEY, name);
-    if (rc == 0 && (r->type != REDIS_REPLY_INTEGER || r->integer == 0))
-        rc = -ENOENT;
-    freeReplyObject(r);
-    r = NULL;
-    if (rc == 0 && cb_redis_command(e->redis, &r, err, errlen, "HDEL %s %s", HEALTH_KEY, name) == 0)
-        freeReplyObject(r);
+    rc = hdel(e, name, err, errlen);
     if (rc == 0 && (s = find_locked(e, name)) != NULL) {
         size_t i = (size_t) (s - e->slots);
         memmove(&e->slots[i], &e->slots[i + 1], (e->n - i - 1) * sizeof(*s));
@@ -417,6 +409,7 @@ void pf_edges_outcome(pf_edges_t *e, const char *name, bool ok, const char *erro
 {
     int64_t now = cb_clock_wall_ms();
     json_t *doc = NULL;
+    char err[256];
     slot_t *s;
 
     if (!ok)
@@ -437,8 +430,8 @@ void pf_edges_outcome(pf_edges_t *e, const char *name, bool ok, const char *erro
         snprintf(s->h.error, sizeof(s->h.error), "%s", error ? error : "");
         doc = health_to_json(&s->h);
     }
-    if (doc)
-        hset_json(e, HEALTH_KEY, name, doc);
+    if (doc && hset_json(e, HEALTH_KEY, name, doc, NULL, err, sizeof(err)))
+        cb_log_warn("edge inventory: writing '%s' failed: %s", name, err);
     pthread_mutex_unlock(&e->lock);
 }
 

@@ -72,6 +72,9 @@ int pf_edges_check_url(const char *url, char *err, size_t errlen);
  */
 int pf_edges_select(pf_edges_t *e, const char *group, pf_edge_t **out, size_t *n);
 
+/* How many edges pf_edges_select() would give, without the copies. */
+int pf_edges_count(pf_edges_t *e, const char *group, size_t *n);
+
 /* Add or replace an edge (seen/added times are set here). *created may be NULL. */
 int pf_edges_put(pf_edges_t *e, const pf_edge_t *edge, bool *created, char *err, size_t errlen);
 

@@ -38,25 +38,20 @@ static int record_put(pf_jobs_t *j, const char *id, json_t *doc, bool index, cha
                       size_t errlen)
 {
     char *text = json_dumps(doc, JSON_COMPACT);
-    redisReply *r = NULL;
     int rc;
 
     if (!text)
         return -ENOMEM;
-    rc = cb_redis_command(j->redis, &r, err, errlen, "SET %s%s %s PX %lld", JOB_KEY, id, text,
-                          (long long) j->cfg.retention_ms);
+    rc = cb_redis_exec(j->redis, NULL, err, errlen, "SET %s%s %s PX %lld", JOB_KEY, id, text,
+                       (long long) j->cfg.retention_ms);
     free(text);
-    freeReplyObject(r);
     if (rc == 0 && index) {
-        r = NULL;
-        rc = cb_redis_command(
-            j->redis, &r, err, errlen, "ZADD %s %lld %s", INDEX_KEY,
-            (long long) json_integer_value(json_object_get(doc, "requested_at_ms")), id);
-        freeReplyObject(r);
-        r = NULL;
-        if (rc == 0 && cb_redis_command(j->redis, &r, err, errlen, "ZREMRANGEBYRANK %s 0 %lld",
-                                        INDEX_KEY, (long long) -(j->cfg.index_max + 1)) == 0)
-            freeReplyObject(r);
+        rc = cb_redis_exec(j->redis, NULL, err, errlen, "ZADD %s %lld %s", INDEX_KEY,
+                           (long long) json_integer_value(json_object_get(doc, "requested_at_ms")),
+                           id);
+        if (rc == 0)
+            cb_redis_exec(j->redis, NULL, err, errlen, "ZREMRANGEBYRANK %s 0 %lld", INDEX_KEY,
+                          (long long) -(j->cfg.index_max + 1));
     }
     return rc;
 }
@@ -97,12 +92,7 @@ static json_t *record_new(const char *text, size_t len, int64_t nedges)
 
 static int status_of(const json_t *doc)
 {
-    const char *s = json_string_value(json_object_get(doc, "status"));
-
-    for (int i = 0; s && pf_status_names[i]; i++)
-        if (strcmp(s, pf_status_names[i]) == 0)
-            return i;
-    return -1;
+    return pf_name_index(pf_status_names, json_string_value(json_object_get(doc, "status")));
 }
 
 json_t *pf_jobs_list(pf_jobs_t *j, int status, size_t limit, int *rc)
@@ -185,15 +175,10 @@ int pf_jobs_submit(pf_jobs_t *j, cb_proto_purge_request_t *m, int64_t nedges,
     if (rc) {
         /* not accepted: leave nothing that says it was */
         char e2[128];
-        if (cb_redis_command(j->redis, &r, e2, sizeof(e2), "DEL %s%s", JOB_KEY, m->id) == 0)
-            freeReplyObject(r);
-        r = NULL;
-        if (cb_redis_command(j->redis, &r, e2, sizeof(e2), "ZREM %s %s", INDEX_KEY, m->id) == 0)
-            freeReplyObject(r);
-        r = NULL;
-        if (idempotency_key && cb_redis_command(j->redis, &r, e2, sizeof(e2), "DEL %s%s", IDEM_KEY,
-                                                idempotency_key) == 0)
-            freeReplyObject(r);
+        cb_redis_exec(j->redis, NULL, e2, sizeof(e2), "DEL %s%s", JOB_KEY, m->id);
+        cb_redis_exec(j->redis, NULL, e2, sizeof(e2), "ZREM %s %s", INDEX_KEY, m->id);
+        if (idempotency_key)
+            cb_redis_exec(j->redis, NULL, e2, sizeof(e2), "DEL %s%s", IDEM_KEY, idempotency_key);
         json_decref(doc);
         return -EAGAIN;
     }

@@ -16,6 +16,14 @@ const char *const pf_edge_kind_names[] = { "varnish", NULL };
 /* a joined list: at most 256 values of at most 2 KB, escaped */
 #define PLAN_BUF_MAX (256u * PF_PLAN_URL_MAX * 2u + 1024u)
 
+int pf_name_index(const char *const *names, const char *s)
+{
+    for (int i = 0; s && names[i]; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
 /* Bytes a URL or tag may not hold: blanks, controls, and what VCL ban
  * expressions or header lists would read as syntax. */
 static bool bad_byte(unsigned char c)

@@ -33,6 +33,9 @@ typedef enum pf_edge_kind {
 /* "varnish"; NULL-terminated, in pf_edge_kind_t order (and proto's enum). */
 extern const char *const pf_edge_kind_names[];
 
+/* The position of s in a NULL-terminated list of names, -1 if absent (or s is NULL). */
+int pf_name_index(const char *const *names, const char *s);
+
 typedef struct pf_http {
     const char *method; /* static: "PURGE", "BAN" */
     char *target;       /* request path, "/live/x/master.m3u8" */

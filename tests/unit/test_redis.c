@@ -60,6 +60,11 @@ static void test_redis_without_server(void **state)
     assert_int_equal(cb_redis_new(&cfg, m, &r, err, sizeof(err)), 0);
     assert_int_equal(cb_redis_command(r, &rep, err, sizeof(err), "PING"), -ECONNREFUSED);
     assert_non_null(strstr(err, "cannot connect to Redis"));
+    {
+        long long n = 42;
+        assert_int_equal(cb_redis_exec(r, &n, err, sizeof(err), "INCR %s", "k"), -ECONNREFUSED);
+        assert_int_equal(n, 42); /* untouched on failure */
+    }
     cb_redis_free(r);
     cfg.url = "nonsense";
     assert_int_equal(cb_redis_new(&cfg, m, &r, err, sizeof(err)), -EINVAL);
