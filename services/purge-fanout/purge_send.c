@@ -48,11 +48,10 @@ struct edge_run {
     const pf_target_t *t;
     pf_result_t *res;
     host_t *host;
-    size_t next;  /* the next request not started */
-    size_t done;  /* requests answered or given up */
-    int inflight; /* in the multi handle or waiting to retry */
-    bool queued;  /* on the runnable list */
-    bool parked;  /* on its host's wait list */
+    size_t next; /* the next request not started */
+    size_t done; /* requests answered or given up */
+    bool queued; /* on the runnable list */
+    bool parked; /* on its host's wait list */
     bool finished;
     struct edge_run *next_runnable; /* either list */
 };
@@ -354,7 +353,6 @@ static void edge_fail(edge_run_t *er, const char *why)
 /* A request is over (answered or given up); true when that ended the batch. */
 static bool request_done(pf_send_t *s, edge_run_t *er, int64_t now)
 {
-    er->inflight--;
     er->done++;
     if (er->done == er->t->plan->n)
         return edge_finish(s, er, now);
@@ -412,7 +410,6 @@ static void start_requests(pf_send_t *s, int64_t now)
             size_t idx = er->next++;
             xfer_t *x = xfer_new(s, er, idx);
 
-            er->inflight++;
             if (!x || xfer_add(s, x)) {
                 edge_fail(er, "out of memory");
                 if (x)
