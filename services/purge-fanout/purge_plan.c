@@ -11,7 +11,7 @@
 #include "buf.h"
 #include "defs.h"
 
-const char *const pf_edge_kind_names[] = { "varnish", NULL };
+const char *const pf_edge_kind_names[] = { "varnish", "trafficserver", NULL };
 
 /* a joined list: at most 256 values of at most 2 KB, escaped */
 #define PLAN_BUF_MAX (256u * PF_PLAN_URL_MAX * 2u + 1024u)
@@ -190,28 +190,67 @@ static int regex_escape(cb_buf_t *b, const char *s, size_t len)
     return 0;
 }
 
-/* The values, joined by sep into as few chunks of at most `max` bytes as
- * fit, each one request built by emit(). */
+/* How one value goes into a joined list. */
+typedef int (*value_fn)(cb_buf_t *b, const char *v);
+
+static int value_plain(cb_buf_t *b, const char *v)
+{
+    return cb_buf_append(b, v, strlen(v));
+}
+
+/* the path of a URL, as a pattern */
+static int value_path_regex(cb_buf_t *b, const char *v)
+{
+    const char *host;
+    size_t hostlen;
+    const char *path = split_url(v, &host, &hostlen);
+
+    return regex_escape(b, path, strlen(path));
+}
+
+/*
+ * A surrogate key of the castbus origin as the paths it names: keys are
+ * paths ("live/<id>", "live/<id>/<rendition>"), except that
+ * "<kind>/<id>/manifests" names the files directly under /<kind>/<id>/.
+ */
+static int value_tag_regex(cb_buf_t *b, const char *v)
+{
+    static const char manifests[] = "/manifests";
+    size_t len, mlen = sizeof(manifests) - 1;
+    bool m;
+
+    while (*v == '/')
+        v++;
+    len = strlen(v);
+    m = len > mlen && strcmp(v + len - mlen, manifests) == 0;
+    if (m)
+        len -= mlen;
+    while (len && v[len - 1] == '/')
+        len--;
+    if (cb_buf_append(b, "/", 1) || regex_escape(b, v, len) || cb_buf_append(b, "/", 1))
+        return -ENOMEM;
+    return m ? cb_buf_append(b, "[^/]*$", 6) : 0;
+}
+
+/* The values, joined by sep into as few chunks of at most
+ * PF_PLAN_HEADER_MAX bytes as fit, each one request built by emit(). */
 typedef int (*emit_fn)(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
                        const cb_buf_t *chunk);
 
 static int chunked(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m, char **v, size_t n,
-                   bool regex, emit_fn emit)
+                   char sep, value_fn value, emit_fn emit)
 {
     cb_buf_t b;
     int rc = 0;
 
     cb_buf_init(&b, PLAN_BUF_MAX);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        const char *host, *s = v[i];
-        size_t hostlen, mark = b.len;
+        size_t mark = b.len;
 
-        if (regex)
-            s = split_url(v[i], &host, &hostlen);
         if (b.len)
-            rc = cb_buf_append(&b, regex ? "|" : " ", 1);
+            rc = cb_buf_append(&b, &sep, 1);
         if (rc == 0)
-            rc = regex ? regex_escape(&b, s, strlen(s)) : cb_buf_append(&b, s, strlen(s));
+            rc = value(&b, v[i]);
         if (rc == 0 && b.len > PF_PLAN_HEADER_MAX && mark > 0) {
             /* this value starts the next chunk */
             cb_buf_t rest;
@@ -230,7 +269,26 @@ static int chunked(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
     return rc;
 }
 
-static int emit_tags(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
+/* PURGE <path> per URL, Host from an absolute one: both dialects */
+static int purge_urls(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
+                      bool soft_header)
+{
+    for (size_t i = 0; i < m->urls_count; i++) {
+        const char *host;
+        size_t hostlen;
+        const char *path = split_url(m->urls[i], &host, &hostlen);
+        pf_http_t *r = add_req(p, cap, "PURGE", path);
+
+        if (!r || (host && add_header(r, "Host", host, hostlen)) ||
+            (soft_header && add_header(r, "X-Purge-Soft", "1", 1)))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- Varnish ---- */
+
+static int emit_xkey(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
                      const cb_buf_t *chunk)
 {
     pf_http_t *r = add_req(p, cap, "PURGE", "/");
@@ -240,8 +298,8 @@ static int emit_tags(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *
     return m->soft ? add_header(r, "X-Purge-Soft", "1", 1) : 0;
 }
 
-static int emit_prefixes(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
-                         const cb_buf_t *chunk)
+static int emit_ban_url(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
+                        const cb_buf_t *chunk)
 {
     pf_http_t *r = add_req(p, cap, "BAN", "/");
     char *re;
@@ -261,21 +319,55 @@ static int build_varnish(const cb_proto_purge_request_t *m, pf_plan_t *p, size_t
         pf_http_t *r = add_req(p, cap, "BAN", "/");
         return r ? add_header(r, "X-Ban-All", "1", 1) : -ENOMEM;
     }
-    for (size_t i = 0; i < m->urls_count; i++) {
-        const char *host;
-        size_t hostlen;
-        const char *path = split_url(m->urls[i], &host, &hostlen);
-        pf_http_t *r = add_req(p, cap, "PURGE", path);
-
-        if (!r || (host && add_header(r, "Host", host, hostlen)) ||
-            (m->soft && add_header(r, "X-Purge-Soft", "1", 1)))
-            return -ENOMEM;
-    }
+    if (m->urls_count)
+        return purge_urls(p, cap, m, m->soft);
     if (m->prefixes_count)
-        return chunked(p, cap, m, m->prefixes, m->prefixes_count, true, emit_prefixes);
-    if (m->tags_count)
-        return chunked(p, cap, m, m->tags, m->tags_count, false, emit_tags);
-    return 0;
+        return chunked(p, cap, m, m->prefixes, m->prefixes_count, '|', value_path_regex,
+                       emit_ban_url);
+    return chunked(p, cap, m, m->tags, m->tags_count, ' ', value_plain, emit_xkey);
+}
+
+/* ---- Traffic Server ---- */
+
+/* A regex_revalidate rule on the remapped URL (scheme://origin/path...):
+ * STALE revalidates (soft), MISS refetches (hard). */
+static int add_ats_ban(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m, const char *re)
+{
+    pf_http_t *r = add_req(p, cap, "BAN", "/");
+
+    if (!r || add_header(r, "X-Ban-Regex", re, strlen(re)))
+        return -ENOMEM;
+    return m->soft ? add_header(r, "X-Ban-Type", "STALE", 5)
+                   : add_header(r, "X-Ban-Type", "MISS", 4);
+}
+
+static int emit_ats_ban(pf_plan_t *p, size_t *cap, const cb_proto_purge_request_t *m,
+                        const cb_buf_t *chunk)
+{
+    char *re;
+    int rc;
+
+    /* URLs are whole paths, prefixes and tags lead */
+    if (asprintf(&re, "^[a-z]+://[^/]+(?:%.*s)%s", (int) chunk->len, chunk->data,
+                 m->urls_count ? "$" : "") < 0)
+        return -ENOMEM;
+    rc = add_ats_ban(p, cap, m, re);
+    free(re);
+    return rc;
+}
+
+static int build_trafficserver(const cb_proto_purge_request_t *m, pf_plan_t *p, size_t *cap)
+{
+    if (m->all)
+        return add_ats_ban(p, cap, m, "^[a-z]+://");
+    if (m->urls_count && !m->soft)
+        return purge_urls(p, cap, m, false); /* Traffic Server's own PURGE: hard */
+    if (m->urls_count)
+        return chunked(p, cap, m, m->urls, m->urls_count, '|', value_path_regex, emit_ats_ban);
+    if (m->prefixes_count)
+        return chunked(p, cap, m, m->prefixes, m->prefixes_count, '|', value_path_regex,
+                       emit_ats_ban);
+    return chunked(p, cap, m, m->tags, m->tags_count, '|', value_tag_regex, emit_ats_ban);
 }
 
 int pf_plan_build(pf_edge_kind_t kind, const cb_proto_purge_request_t *m, pf_plan_t *out)
@@ -287,6 +379,9 @@ int pf_plan_build(pf_edge_kind_t kind, const cb_proto_purge_request_t *m, pf_pla
     switch (kind) {
     case PF_EDGE_VARNISH:
         rc = build_varnish(m, out, &cap);
+        break;
+    case PF_EDGE_TRAFFICSERVER:
+        rc = build_trafficserver(m, out, &cap);
         break;
     }
     if (rc)

@@ -8,6 +8,16 @@
  *   tags      PURGE / with xkey-purge: <tag> <tag> ...
  *   all       BAN / with X-Ban-All: 1
  * Soft purges add X-Purge-Soft: 1 (URLs and tags; bans are always hard).
+ *
+ * Traffic Server (deploy/edge/trafficserver/castbus_edge.lua):
+ *   urls      hard: PURGE <path> per URL; soft: as prefixes, anchored at the end
+ *   prefixes  BAN / with X-Ban-Regex: ^[a-z]+://[^/]+(?:<escaped prefix>|...)
+ *   tags      as prefixes: a castbus surrogate key is the path it names
+ *             ("live/x/720p" -> /live/x/720p/, "live/x/manifests" -> /live/x/[^/]*$)
+ *   all       BAN / with X-Ban-Regex: ^[a-z]+://
+ * with X-Ban-Type: STALE (soft: revalidate) or MISS (hard: refetch); each BAN
+ * becomes a regex_revalidate rule on the edge.
+ *
  * Long lists are split so that no header exceeds PF_PLAN_HEADER_MAX.
  *
  * Pure functions: no I/O, any thread.
@@ -26,11 +36,12 @@
 
 typedef enum pf_edge_kind {
     PF_EDGE_VARNISH = 0,
+    PF_EDGE_TRAFFICSERVER = 1,
 } pf_edge_kind_t;
 
-#define PF_EDGE_KINDS 1
+#define PF_EDGE_KINDS 2
 
-/* "varnish"; NULL-terminated, in pf_edge_kind_t order (and proto's enum). */
+/* "varnish", "trafficserver"; NULL-terminated, in pf_edge_kind_t order (and proto's enum). */
 extern const char *const pf_edge_kind_names[];
 
 /* The position of s in a NULL-terminated list of names, -1 if absent (or s is NULL). */

@@ -20,6 +20,7 @@ import requests
 
 from conftest import (ADMIN_KEY, EDITOR_KEY, VIEWER_KEY, TopicReader, busctl, free_port,
                       unique, wait_until)
+from test_edge_trafficserver import trafficservers  # noqa: F401 (fixture)
 from test_edge_varnish import edges, live_stream, storage, warm  # noqa: F401 (fixtures)
 from test_packager import SEG, START
 
@@ -38,9 +39,9 @@ def start_fanout(start_daemon, **env):
     return pf
 
 
-def add_edge(pf, group, name, port):
+def add_edge(pf, group, name, port, kind="varnish"):
     r = pf.request("POST", "/v1/edges", ADMIN_KEY, json={
-        "name": name, "url": f"http://127.0.0.1:{port}", "kind": "varnish", "group": group})
+        "name": name, "url": f"http://127.0.0.1:{port}", "kind": kind, "group": group})
     assert r.status_code in (200, 201), r.text
     return r.json()
 
@@ -146,6 +147,76 @@ def test_purges_reach_every_varnish_by_url_prefix_tag_and_all(start_daemon, stac
     m = pf.get("/metrics").text
     assert 'castbus_purge_jobs_total{status="done"}' in m
     assert "castbus_purge_propagation_seconds_count" in m
+
+
+def test_one_group_of_trafficserver_and_varnish(start_daemon, stack, storage, edges,
+                                               trafficservers):
+    """Each edge purged in its own dialect. On Traffic Server a soft purge
+    is a revalidation (X-Cache: STALE), a hard one a refetch (MISS)."""
+    p, s = live_stream(start_daemon, stack, storage)
+    group = unique("g")
+    v = edges("v", p.origin_port)
+    ats = trafficservers("t", p.origin_port)
+    both = (v, ats)
+    pf = start_fanout(start_daemon)
+    add_edge(pf, group, f"{group}-v", v.port)
+    add_edge(pf, group, f"{group}-t", ats.port, kind="trafficserver")
+    video = f"/live/{s}/720p/{START}.m4s"
+    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
+    audio = f"/live/{s}/audio/{START}.m4s"
+    low = f"/live/{s}/360p/{START}.m4s"
+    control = f"/live/{s}/audio/{START + SEG}.m4s"  # no purge below names it but `all`
+
+    def done(**body):
+        job = wait_job(pf, purge(pf, group=group, **body)["id"])
+        assert job["status"] == "done" and job["edges_ok"] == 2, job
+        assert all(r["http_status"] == 200 and r["attempts"] == 1 for r in job["results"]), job
+        return job
+
+    # by URL, hard: ATS's own PURGE
+    for e in both:
+        for path in (video, control):
+            warm(e, path)
+    done(urls=[video], soft=False)
+    for e in both:
+        assert e.get(video).headers["X-Cache"] == "MISS"
+        assert e.get(control).headers["X-Cache"] == "HIT"
+
+    # by URL, soft: revalidated on ATS
+    warm(ats, audio)
+    done(urls=[f"https://cdn.example.test{audio}"])
+    assert ats.get(audio).headers["X-Cache"] == "STALE"
+    assert ats.get(control).headers["X-Cache"] == "HIT"
+
+    # by prefix, hard
+    for e in both:
+        warm(e, low)
+    done(prefixes=[f"/live/{s}/360p/"], soft=False)
+    for e in both:
+        assert e.get(low).headers["X-Cache"] == "MISS"
+        assert e.get(control).headers["X-Cache"] == "HIT"
+
+    # everything, hard
+    done(key=ADMIN_KEY, all=True, soft=False)
+    for e in both:
+        assert e.get(control).headers["X-Cache"] == "MISS"
+
+    # by tag, soft: the surrogate key names the rendition's path; stale copies
+    # are served with the origin down. (A rule also covers what is cached in
+    # its own second: wait for the hit.)
+    bodies = {}
+    for e in both:
+        e.get(video2)
+        hit = wait_until(lambda: (lambda r: r if r.headers["X-Cache"] == "HIT" else None)(
+            e.get(video2)), 10, 0.1, "video2 cached again")
+        bodies[e.port] = hit.content
+    done(tags=[f"live/{s}/720p"])
+    p.stop()
+    for e in both:
+        stale = e.get(video2)
+        assert stale.status_code == 200 and stale.content == bodies[e.port], e.port
+    assert ats.get(video2).headers["X-Cache"] == "STALE"
+    assert pf.get(f"/v1/edges/{group}-t", VIEWER_KEY).json()["kind"] == "trafficserver"
 
 
 def test_the_purge_api_checks_what_it_is_given(start_daemon, stack):

@@ -120,6 +120,69 @@ static void test_long_lists_are_split_under_the_header_limit(void **state)
     pf_plan_release(&p);
 }
 
+static void test_trafficserver_dialect(void **state)
+{
+    char *urls[] = { "/live/s/720p/1.m4s", "https://h/vod/a.b/master.m3u8" };
+    char *prefixes[] = { "/live/s/", "/vod/(x)/" };
+    char *tags[] = { "live/s", "live/s/720p", "/vod/a.b/manifests" };
+    cb_proto_purge_request_t m = req();
+    pf_plan_t p;
+
+    (void) state;
+    /* hard URLs: Traffic Server's own PURGE, Host kept */
+    m.urls = urls;
+    m.urls_count = 2;
+    assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.reqs[0].method, "PURGE");
+    assert_string_equal(p.reqs[0].target, "/live/s/720p/1.m4s");
+    assert_null(p.reqs[0].headers[0]);
+    assert_string_equal(p.reqs[1].headers[0], "Host: h");
+    pf_plan_release(&p);
+
+    /* soft URLs: one revalidate rule, whole paths */
+    m.soft = true;
+    assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.reqs[0].method, "BAN");
+    assert_string_equal(
+        p.reqs[0].headers[0],
+        "X-Ban-Regex: ^[a-z]+://[^/]+(?:/live/s/720p/1\\.m4s|/vod/a\\.b/master\\.m3u8)$");
+    assert_string_equal(p.reqs[0].headers[1], "X-Ban-Type: STALE");
+    pf_plan_release(&p);
+
+    /* prefixes, hard */
+    m = req();
+    m.prefixes = prefixes;
+    m.prefixes_count = 2;
+    assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.reqs[0].headers[0],
+                        "X-Ban-Regex: ^[a-z]+://[^/]+(?:/live/s/|/vod/\\(x\\)/)");
+    assert_string_equal(p.reqs[0].headers[1], "X-Ban-Type: MISS");
+    pf_plan_release(&p);
+
+    /* tags: the paths castbus keys name */
+    m = req();
+    m.tags = tags;
+    m.tags_count = 3;
+    m.soft = true;
+    assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.reqs[0].headers[0],
+                        "X-Ban-Regex: ^[a-z]+://[^/]+(?:/live/s/|/live/s/720p/|/vod/a\\.b/[^/]*$)");
+    pf_plan_release(&p);
+
+    /* all */
+    m = req();
+    m.all = true;
+    assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.reqs[0].headers[0], "X-Ban-Regex: ^[a-z]+://");
+    assert_string_equal(p.reqs[0].headers[1], "X-Ban-Type: MISS");
+    pf_plan_release(&p);
+}
+
 static void test_checks_name_the_field(void **state)
 {
     char *ok[] = { "/a" }, *bad[] = { "/a", "no/slash at start" }, *tag[] = { "a,b" };
@@ -161,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_prefixes_are_one_escaped_ban),
         cmocka_unit_test(test_tags_and_all),
         cmocka_unit_test(test_long_lists_are_split_under_the_header_limit),
+        cmocka_unit_test(test_trafficserver_dialect),
         cmocka_unit_test(test_checks_name_the_field),
     };
 

@@ -30,16 +30,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pf_plan_t plan;
 
     if (cb_proto_purge_request_decode(data, size, &m, &e) == 0 &&
-        pf_plan_check(&m, field, sizeof(field), why, sizeof(why)) == 0 &&
-        pf_plan_build(PF_EDGE_VARNISH, &m, &plan) == 0) {
-        CB_ASSERT(plan.n > 0);
-        for (size_t i = 0; i < plan.n; i++) {
-            CB_ASSERT(plan.reqs[i].target[0] == '/');
-            check_line(plan.reqs[i].target, PF_PLAN_URL_MAX);
-            for (size_t h = 0; plan.reqs[i].headers[h]; h++)
-                check_line(plan.reqs[i].headers[h], PF_PLAN_HEADER_MAX + 64);
+        pf_plan_check(&m, field, sizeof(field), why, sizeof(why)) == 0) {
+        for (int kind = 0; kind < PF_EDGE_KINDS; kind++) {
+            if (pf_plan_build((pf_edge_kind_t) kind, &m, &plan) != 0)
+                continue;
+            CB_ASSERT(plan.n > 0);
+            for (size_t i = 0; i < plan.n; i++) {
+                CB_ASSERT(plan.reqs[i].target[0] == '/');
+                check_line(plan.reqs[i].target, PF_PLAN_URL_MAX);
+                for (size_t h = 0; plan.reqs[i].headers[h]; h++) {
+                    const char *hd = plan.reqs[i].headers[h];
+                    check_line(hd, PF_PLAN_HEADER_MAX + 64);
+                    /* a regex_revalidate rule is "<regex> <expiry> <type>" */
+                    if (strncmp(hd, "X-Ban-Regex: ", 13) == 0)
+                        CB_ASSERT(!strpbrk(hd + 13, " \t"));
+                }
+            }
+            pf_plan_release(&plan);
         }
-        pf_plan_release(&plan);
     }
     cb_proto_purge_request_release(&m);
     return 0;
