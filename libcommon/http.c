@@ -149,7 +149,9 @@ struct cb_http {
     size_t nroutes;
     cb_workq_t *workers;
     size_t nworkers;
-    unsigned char *wbuf; /* WRITE_BUF_SIZE bytes, loop thread only */
+    unsigned char *wbuf;         /* WRITE_BUF_SIZE bytes, loop thread only */
+    char date[CB_HTTP_DATE_LEN]; /* the Date header of this second, loop thread only */
+    time_t date_sec;
 
     pthread_mutex_t lock; /* posts and ready list */
     post_t posts[POST_QUEUE_MAX];
@@ -1028,6 +1030,15 @@ static int file_progress(cb_http_req_t *req, struct lws *wsi, unsigned char *buf
     return 0;
 }
 
+void cb_http_date(int64_t ms, char out[CB_HTTP_DATE_LEN])
+{
+    time_t t = (time_t) (ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, CB_HTTP_DATE_LEN, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
     cb_http_req_t *req = pss->req;
@@ -1046,12 +1057,21 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
         }
     } else if (!req->headers_sent) {
         char server[48];
+        struct timespec now;
 
         snprintf(server, sizeof(server), "castbus-%s", h->daemon);
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec != h->date_sec) {
+            h->date_sec = now.tv_sec;
+            cb_http_date((int64_t) now.tv_sec * 1000, h->date);
+        }
         if (lws_add_http_header_status(wsi, (unsigned int) req->status, &p, end) ||
             lws_add_http_header_by_name(
                 wsi, (const unsigned char *) "server:", (const unsigned char *) server,
                 (int) strlen(server), &p, end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *) "date:", (const unsigned char *) h->date,
+                (int) strlen(h->date), &p, end) ||
             lws_add_http_header_by_name(
                 wsi, (const unsigned char *) "x-request-id:", (const unsigned char *) req->id,
                 (int) strlen(req->id), &p, end) ||

@@ -149,7 +149,12 @@ int cb_http_req_json(cb_http_req_t *req, const cb_jsonv_field_t *fields, void *d
 
 /* ---- replies: exactly one per request; any thread ---- */
 
-/* Extra response header; call before the reply. Copied. */
+/* An HTTP date (RFC 9110 IMF-fixdate) of a time in Unix ms: Last-Modified, Date. */
+#define CB_HTTP_DATE_LEN 32
+void cb_http_date(int64_t ms, char out[CB_HTTP_DATE_LEN]);
+
+/* Extra response header; call before the reply. Copied. Every reply
+ * carries Date, Server and X-Request-Id already. */
 int cb_http_add_header(cb_http_req_t *req, const char *name, const char *value);
 
 /* body is copied. */

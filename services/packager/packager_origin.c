@@ -313,15 +313,6 @@ static int check_signed(pk_origin_t *o, cb_http_req_t *req, bool vod, const char
     return 0;
 }
 
-static void http_date(int64_t ms, char out[40])
-{
-    time_t t = (time_t) (ms / 1000);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
 static void cors(pk_origin_t *o, cb_http_req_t *req)
 {
     cb_http_add_header(req, "access-control-allow-origin", o->cfg.cors_origins);
@@ -410,7 +401,7 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     char name[65], rest[160], rendition[65], key[CB_STORAGE_KEY_MAX], src[96];
     char token[PK_TOKEN_MAX];
     bool signed_playback = false;
-    char etag[64], lastmod[40], cache[64], tags[256], range[96];
+    char etag[64], lastmod[CB_HTTP_DATE_LEN], cache[64], tags[256], range[96];
     const char *inm, *ims;
     cb_storage_stat_t st;
     uint64_t from = 0, to = 0, len;
@@ -462,7 +453,7 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
                                                    strerror(-rc));
     }
     snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", st.size, (uint64_t) st.mtime_ms);
-    http_date(st.mtime_ms, lastmod);
+    cb_http_date(st.mtime_ms, lastmod);
     if (what != PK_MANIFEST)
         snprintf(cache, sizeof(cache), "public, max-age=%lld, immutable",
                  (long long) o->cfg.segment_max_age_ms / 1000);

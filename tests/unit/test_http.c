@@ -283,6 +283,8 @@ static void test_public_and_not_found(void **state)
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.headers.data, "x-request-id: "));
     assert_non_null(strstr(r.headers.data, "server: castbus-unit"));
+    assert_non_null(strstr(r.headers.data, "date: ")); /* caches need it (RFC 9110 6.6.1) */
+    assert_non_null(strstr(r.headers.data, " GMT"));
     release(&r);
 
     request("GET", "/nope", NULL, NULL, NULL, NULL, &r);
@@ -297,6 +299,17 @@ static void test_public_and_not_found(void **state)
     assert_int_equal(r.status, 405);
     assert_non_null(strstr(r.headers.data, "allow: GET"));
     release(&r);
+}
+
+static void test_http_date(void **state)
+{
+    char d[CB_HTTP_DATE_LEN];
+
+    (void) state;
+    cb_http_date(784111777000, d);
+    assert_string_equal(d, "Sun, 06 Nov 1994 08:49:37 GMT");
+    cb_http_date(0, d);
+    assert_string_equal(d, "Thu, 01 Jan 1970 00:00:00 GMT");
 }
 
 static void test_auth_and_roles(void **state)
@@ -505,6 +518,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_public_and_not_found),
+        cmocka_unit_test(test_http_date),
         cmocka_unit_test(test_auth_and_roles),
         cmocka_unit_test(test_json_bodies),
         cmocka_unit_test(test_integer_query_parameters),
