@@ -1,5 +1,6 @@
 /*
- * purge_send.c - the fan-out engine: one thread, one curl multi handle.
+ * purge_send.c - the fan-out engines: each one thread, one curl multi
+ * handle; edges are sharded over them by URL.
  *
  * The loop is epoll with curl's socket interface (CURLMOPT_SOCKETFUNCTION,
  * curl_multi_socket_action): only sockets with something to do are
@@ -79,8 +80,8 @@ typedef struct xfer {
     struct xfer *next, *prev; /* the live list (in the multi) or the retry list */
 } xfer_t;
 
-struct pf_send {
-    pf_send_config_t cfg;
+typedef struct engine {
+    pf_send_config_t cfg; /* max_inflight: this engine's share */
     CURLM *multi;
     int epfd;             /* the engine's sockets, and wakefd */
     int wakefd;           /* eventfd: new batches, or stop */
@@ -102,7 +103,15 @@ struct pf_send {
     size_t npool;
     int64_t inflight;
 
-    cb_series_t *m_ok, *m_retried, *m_failed, *m_inflight;
+    int64_t inflight_shown;                                /* this engine's part of m_inflight */
+    cb_series_t *m_ok, *m_retried, *m_failed, *m_inflight; /* shared by the engines */
+} engine_t;
+
+/* Edges are sharded over the engines by URL, so one edge's requests (and
+ * its per-edge limit) always live on one thread. */
+struct pf_send {
+    engine_t **eng;
+    size_t n;
 };
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
@@ -114,7 +123,7 @@ static size_t discard(char *p, size_t size, size_t n, void *arg)
 
 /* ---- lists ---- */
 
-static void runnable_push(pf_send_t *s, edge_run_t *er)
+static void runnable_push(engine_t *s, edge_run_t *er)
 {
     if (er->queued || er->parked || er->finished || er->next >= er->t->plan->n)
         return;
@@ -127,7 +136,7 @@ static void runnable_push(pf_send_t *s, edge_run_t *er)
     s->run_tail = er;
 }
 
-static edge_run_t *runnable_pop(pf_send_t *s)
+static edge_run_t *runnable_pop(engine_t *s)
 {
     edge_run_t *er = s->run_head;
 
@@ -142,16 +151,21 @@ static edge_run_t *runnable_pop(pf_send_t *s)
 
 /* ---- hosts ---- */
 
-static size_t host_hash(const char *url)
+static size_t url_hash(const char *url)
 {
     size_t h = 5381;
 
     for (const unsigned char *p = (const unsigned char *) url; *p; p++)
         h = h * 33 + *p;
-    return h % HOST_BUCKETS;
+    return h;
 }
 
-static host_t *host_get(pf_send_t *s, const char *url)
+static size_t host_hash(const char *url)
+{
+    return url_hash(url) % HOST_BUCKETS;
+}
+
+static host_t *host_get(engine_t *s, const char *url)
 {
     size_t b = host_hash(url);
     host_t *h;
@@ -172,7 +186,7 @@ static host_t *host_get(pf_send_t *s, const char *url)
 }
 
 /* Forget a host nobody uses any more. */
-static void host_put(pf_send_t *s, host_t *h)
+static void host_put(engine_t *s, host_t *h)
 {
     host_t **pp;
 
@@ -197,7 +211,7 @@ static void host_park(host_t *h, edge_run_t *er)
 }
 
 /* A request to h is over: a run waiting for it may go. */
-static void host_release(pf_send_t *s, host_t *h)
+static void host_release(engine_t *s, host_t *h)
 {
     edge_run_t *er = h->wait_head;
 
@@ -233,7 +247,7 @@ static void xfer_unlink(xfer_t **head, xfer_t *x)
 
 /* ---- transfers ---- */
 
-static void xfer_free(pf_send_t *s, xfer_t *x)
+static void xfer_free(engine_t *s, xfer_t *x)
 {
     if (x->easy) {
         if ((int64_t) s->npool < s->cfg.max_inflight)
@@ -247,7 +261,7 @@ static void xfer_free(pf_send_t *s, xfer_t *x)
 }
 
 /* An easy handle with what every purge request shares (pooled handles keep it). */
-static CURL *easy_new(pf_send_t *s)
+static CURL *easy_new(engine_t *s)
 {
     CURL *e = curl_easy_init();
 
@@ -263,7 +277,7 @@ static CURL *easy_new(pf_send_t *s)
 }
 
 /* Put an attempt of the transfer into the multi handle. */
-static int xfer_add(pf_send_t *s, xfer_t *x)
+static int xfer_add(engine_t *s, xfer_t *x)
 {
     CURL *e = x->easy;
 
@@ -281,7 +295,7 @@ static int xfer_add(pf_send_t *s, xfer_t *x)
     return 0;
 }
 
-static xfer_t *xfer_new(pf_send_t *s, edge_run_t *er, size_t idx)
+static xfer_t *xfer_new(engine_t *s, edge_run_t *er, size_t idx)
 {
     const pf_http_t *r = &er->t->plan->reqs[idx];
     const char *base = er->t->base_url;
@@ -318,7 +332,7 @@ fail:
 
 /* The edge is done; true when that ended its batch (which the caller may
  * free at once: touch nothing of it after). */
-static bool edge_finish(pf_send_t *s, edge_run_t *er, int64_t now)
+static bool edge_finish(engine_t *s, edge_run_t *er, int64_t now)
 {
     batch_t *b = er->b;
 
@@ -351,7 +365,7 @@ static void edge_fail(edge_run_t *er, const char *why)
 }
 
 /* A request is over (answered or given up); true when that ended the batch. */
-static bool request_done(pf_send_t *s, edge_run_t *er, int64_t now)
+static bool request_done(engine_t *s, edge_run_t *er, int64_t now)
 {
     er->done++;
     if (er->done == er->t->plan->n)
@@ -360,7 +374,7 @@ static bool request_done(pf_send_t *s, edge_run_t *er, int64_t now)
     return false;
 }
 
-static void accept_batches(pf_send_t *s, batch_t *in, int64_t now)
+static void accept_batches(engine_t *s, batch_t *in, int64_t now)
 {
     while (in) {
         batch_t *b = in;
@@ -385,7 +399,7 @@ static void accept_batches(pf_send_t *s, batch_t *in, int64_t now)
 }
 
 /* Start what the limits allow. */
-static void start_requests(pf_send_t *s, int64_t now)
+static void start_requests(engine_t *s, int64_t now)
 {
     /* due retries first: they are older */
     for (xfer_t *x = s->retry, *nx; x; x = nx) {
@@ -428,7 +442,7 @@ static void start_requests(pf_send_t *s, int64_t now)
     }
 }
 
-static int64_t backoff_ms(const pf_send_t *s, int attempt)
+static int64_t backoff_ms(const engine_t *s, int attempt)
 {
     int64_t d = s->cfg.backoff_ms;
 
@@ -439,7 +453,7 @@ static int64_t backoff_ms(const pf_send_t *s, int attempt)
     return d - d / 4 + (d > 4 ? rand() % (d / 2 + 1) : 0); /* +-25% against lockstep */
 }
 
-static void xfer_complete(pf_send_t *s, xfer_t *x, CURLcode code, int64_t now)
+static void xfer_complete(engine_t *s, xfer_t *x, CURLcode code, int64_t now)
 {
     edge_run_t *er = x->er;
     long status = 0;
@@ -485,7 +499,7 @@ static void xfer_complete(pf_send_t *s, xfer_t *x, CURLcode code, int64_t now)
 }
 
 /* Stop: everything in hand ends now. */
-static void abort_all(pf_send_t *s, int64_t now)
+static void abort_all(engine_t *s, int64_t now)
 {
     while (s->live) {
         xfer_t *x = s->live;
@@ -522,7 +536,7 @@ static void abort_all(pf_send_t *s, int64_t now)
 /* curl wants fd watched for `what` (CURLMOPT_SOCKETFUNCTION). */
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    pf_send_t *s = userp;
+    engine_t *s = userp;
     struct epoll_event ev = { .data.fd = fd };
 
     (void) e;
@@ -543,14 +557,14 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 /* curl wants to be called back in timeout_ms (-1: no timer). */
 static int on_timer(CURLM *m, long timeout_ms, void *userp)
 {
-    pf_send_t *s = userp;
+    engine_t *s = userp;
 
     (void) m;
     s->timer_due_ms = timeout_ms < 0 ? -1 : cb_clock_mono_ms() + timeout_ms;
     return 0;
 }
 
-static void read_done(pf_send_t *s)
+static void read_done(engine_t *s)
 {
     CURLMsg *msg;
     int nmsg;
@@ -564,10 +578,12 @@ static void read_done(pf_send_t *s)
     }
 }
 
-static void *engine(void *arg)
+static void *engine_main(void *arg)
 {
-    pf_send_t *s = arg;
+    engine_t *s = arg;
     struct epoll_event evs[256];
+
+    pthread_setname_np(pthread_self(), "purge-send");
 
     for (;;) {
         batch_t *in;
@@ -587,7 +603,8 @@ static void *engine(void *arg)
             break;
         }
         start_requests(s, now);
-        cb_series_set(s->m_inflight, (double) s->inflight);
+        cb_series_add(s->m_inflight, (double) (s->inflight - s->inflight_shown));
+        s->inflight_shown = s->inflight;
         if (s->timer_due_ms >= 0)
             wait_ms = s->timer_due_ms > now ? s->timer_due_ms - now : 0;
         for (xfer_t *x = s->retry; x; x = x->next)
@@ -619,7 +636,7 @@ static void *engine(void *arg)
     return NULL;
 }
 
-static void wake(pf_send_t *s)
+static void wake(engine_t *s)
 {
     uint64_t one = 1;
 
@@ -634,15 +651,12 @@ static void curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int pf_send_new(const pf_send_config_t *cfg, cb_metrics_t *metrics, pf_send_t **out, char *err,
-                size_t errlen)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pf_send_t *s;
-    cb_metric_t *reqs;
+static void engine_free(engine_t *s);
 
-    pthread_once(&once, curl_init);
-    s = calloc(1, sizeof(*s));
+static int engine_new(const pf_send_config_t *cfg, engine_t **out)
+{
+    engine_t *s = calloc(1, sizeof(*s));
+
     if (!s)
         return -ENOMEM;
     s->cfg = *cfg;
@@ -654,7 +668,7 @@ int pf_send_new(const pf_send_config_t *cfg, cb_metrics_t *metrics, pf_send_t **
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!s->pool || !s->multi || s->epfd < 0 || s->wakefd < 0) {
-        pf_send_free(s);
+        engine_free(s);
         return -ENOMEM;
     }
     epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd,
@@ -665,73 +679,11 @@ int pf_send_new(const pf_send_config_t *cfg, cb_metrics_t *metrics, pf_send_t **
     curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) cfg->per_edge);
     curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long) cfg->max_inflight);
-    reqs = cb_metrics_counter(metrics, "castbus_purge_edge_requests_total",
-                              "Purge requests sent to edges, by outcome (ok; retried: failed and "
-                              "tried again; failed: given up).",
-                              (const char *[]){ "result", NULL });
-    s->m_ok = cb_metric_series(reqs, (const char *[]){ "ok" });
-    s->m_retried = cb_metric_series(reqs, (const char *[]){ "retried" });
-    s->m_failed = cb_metric_series(reqs, (const char *[]){ "failed" });
-    s->m_inflight = cb_metric_series(
-        cb_metrics_gauge(metrics, "castbus_purge_edge_requests_inflight",
-                         "Purge requests to edges in flight or waiting to retry.", NULL),
-        NULL);
-    if (pthread_create(&s->thread, NULL, engine, s)) {
-        snprintf(err, errlen, "purge sender: cannot start its thread");
-        pf_send_free(s);
-        return -EAGAIN;
-    }
-    s->started = true;
     *out = s;
     return 0;
 }
 
-int pf_send_run(pf_send_t *s, const pf_target_t *targets, size_t n, pf_result_t *results)
-{
-    batch_t *b;
-    int rc = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        memset(&results[i], 0, sizeof(results[i]));
-        results[i].ok = true;
-    }
-    if (n == 0)
-        return 0;
-    b = calloc(1, sizeof(*b));
-    if (!b || !(b->runs = calloc(n, sizeof(*b->runs)))) {
-        free(b);
-        return -ENOMEM;
-    }
-    pthread_cond_init(&b->cond, NULL);
-    b->n = b->left = n;
-    for (size_t i = 0; i < n; i++) {
-        b->runs[i].b = b;
-        b->runs[i].t = &targets[i];
-        b->runs[i].res = &results[i];
-    }
-    pthread_mutex_lock(&s->lock);
-    if (s->stopping) {
-        rc = -ESHUTDOWN;
-    } else {
-        b->next = s->incoming;
-        s->incoming = b;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (rc == 0) {
-        wake(s);
-        pthread_mutex_lock(&s->lock);
-        while (!b->done)
-            pthread_cond_wait(&b->cond, &s->lock);
-        rc = b->aborted ? -ESHUTDOWN : 0;
-        pthread_mutex_unlock(&s->lock);
-    }
-    pthread_cond_destroy(&b->cond);
-    free(b->runs);
-    free(b);
-    return rc;
-}
-
-static void send_stop(pf_send_t *s)
+static void engine_stop(engine_t *s)
 {
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
@@ -743,11 +695,11 @@ static void send_stop(pf_send_t *s)
     }
 }
 
-void pf_send_free(pf_send_t *s)
+static void engine_free(engine_t *s)
 {
     if (!s)
         return;
-    send_stop(s);
+    engine_stop(s);
     for (size_t i = 0; i < s->npool; i++)
         curl_easy_cleanup(s->pool[i]);
     for (size_t i = 0; i < HOST_BUCKETS; i++) {
@@ -767,6 +719,165 @@ void pf_send_free(pf_send_t *s)
         close(s->wakefd);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+int pf_send_new(const pf_send_config_t *cfg, cb_metrics_t *metrics, pf_send_t **out, char *err,
+                size_t errlen)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pf_send_t *p;
+    pf_send_config_t share = *cfg;
+    cb_metric_t *reqs;
+    cb_series_t *ok, *retried, *failed, *inflight;
+    size_t n = cfg->threads > 0 ? (size_t) cfg->threads : 1;
+
+    pthread_once(&once, curl_init);
+    reqs = cb_metrics_counter(metrics, "castbus_purge_edge_requests_total",
+                              "Purge requests sent to edges, by outcome (ok; retried: failed and "
+                              "tried again; failed: given up).",
+                              (const char *[]){ "result", NULL });
+    ok = cb_metric_series(reqs, (const char *[]){ "ok" });
+    retried = cb_metric_series(reqs, (const char *[]){ "retried" });
+    failed = cb_metric_series(reqs, (const char *[]){ "failed" });
+    inflight = cb_metric_series(
+        cb_metrics_gauge(metrics, "castbus_purge_edge_requests_inflight",
+                         "Purge requests to edges in flight or waiting to retry.", NULL),
+        NULL);
+    /* the overall bound, shared out */
+    share.max_inflight = cfg->max_inflight / (int64_t) n > 0 ? cfg->max_inflight / (int64_t) n : 1;
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->eng = calloc(n, sizeof(*p->eng)))) {
+        free(p);
+        return -ENOMEM;
+    }
+    for (; p->n < n; p->n++) {
+        engine_t *s;
+        if (engine_new(&share, &s)) {
+            pf_send_free(p);
+            return -ENOMEM;
+        }
+        p->eng[p->n] = s;
+        s->m_ok = ok;
+        s->m_retried = retried;
+        s->m_failed = failed;
+        s->m_inflight = inflight;
+        if (pthread_create(&s->thread, NULL, engine_main, s)) {
+            snprintf(err, errlen, "purge sender: cannot start its threads");
+            p->n++;
+            pf_send_free(p);
+            return -EAGAIN;
+        }
+        s->started = true;
+    }
+    *out = p;
+    return 0;
+}
+
+/* One engine's share of a run: its own batch, waited on under its lock. */
+static int batch_submit(engine_t *s, batch_t *b)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        rc = -ESHUTDOWN;
+    } else {
+        b->next = s->incoming;
+        s->incoming = b;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0)
+        wake(s);
+    return rc;
+}
+
+static int batch_wait(engine_t *s, batch_t *b)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->lock);
+    while (!b->done)
+        pthread_cond_wait(&b->cond, &s->lock);
+    rc = b->aborted ? -ESHUTDOWN : 0;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static size_t shard_of(const pf_send_t *p, const char *url)
+{
+    return (url_hash(url) / HOST_BUCKETS) % p->n;
+}
+
+int pf_send_run(pf_send_t *p, const pf_target_t *targets, size_t n, pf_result_t *results)
+{
+    batch_t *bs;
+    bool *sent;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof(results[i]));
+        results[i].ok = true;
+    }
+    if (n == 0)
+        return 0;
+    bs = calloc(p->n, sizeof(*bs));
+    sent = calloc(p->n, sizeof(*sent));
+    if (!bs || !sent) {
+        free(bs);
+        free(sent);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        bs[shard_of(p, targets[i].base_url)].n++;
+    for (size_t k = 0; k < p->n && rc == 0; k++) {
+        pthread_cond_init(&bs[k].cond, NULL);
+        if (bs[k].n && !(bs[k].runs = calloc(bs[k].n, sizeof(*bs[k].runs))))
+            rc = -ENOMEM;
+        bs[k].left = bs[k].n;
+        bs[k].n = 0; /* counts the runs filled in, below */
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        batch_t *b = &bs[shard_of(p, targets[i].base_url)];
+        edge_run_t *er = &b->runs[b->n++];
+        er->b = b;
+        er->t = &targets[i];
+        er->res = &results[i];
+    }
+    for (size_t k = 0; k < p->n && rc == 0; k++)
+        if (bs[k].n)
+            sent[k] = (rc = batch_submit(p->eng[k], &bs[k])) == 0;
+    for (size_t k = 0; k < p->n; k++) {
+        if (sent[k]) {
+            int wrc = batch_wait(p->eng[k], &bs[k]);
+            if (rc == 0)
+                rc = wrc;
+        }
+        pthread_cond_destroy(&bs[k].cond);
+        free(bs[k].runs);
+    }
+    free(bs);
+    free(sent);
+    return rc;
+}
+
+void pf_send_free(pf_send_t *p)
+{
+    if (!p)
+        return;
+    /* all stop first: none waits on another's drain */
+    for (size_t k = 0; k < p->n; k++)
+        if (p->eng[k])
+            engine_stop(p->eng[k]);
+    for (size_t k = 0; k < p->n; k++)
+        engine_free(p->eng[k]);
+    free(p->eng);
+    free(p);
+}
+
+static void send_stop(pf_send_t *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        engine_stop(p->eng[k]);
 }
 
 static void send_drain(void *obj, int64_t deadline_ms)

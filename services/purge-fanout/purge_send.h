@@ -1,8 +1,9 @@
 /*
  * purge_send.h - the requests of purge jobs sent to every edge at once,
- * on one libcurl multi handle.
+ * on libcurl multi handles.
  *
- * One thread owns the multi handle: connections to each edge stay open
+ * `threads` engines, each a thread with its own multi handle; an edge
+ * always goes to the same one (sharded by URL). Connections to each edge stay open
  * between jobs (keep-alive), at most `per_edge` requests go to one edge at
  * a time and at most `max_inflight` overall. A request that fails in a way
  * that may pass (no connection, timeout, 5xx, 408, 429) is tried again
@@ -32,6 +33,7 @@ typedef struct pf_send_config {
     int64_t backoff_max_ms; /* largest backoff */
     int64_t per_edge;       /* requests in flight to one edge */
     int64_t max_inflight;   /* requests in flight overall (and connections kept) */
+    int64_t threads;        /* engines */
 } pf_send_config_t;
 
 typedef struct pf_target {
