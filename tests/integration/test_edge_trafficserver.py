@@ -12,16 +12,15 @@ paths and origin filled in.
 import http.client
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import ROOT, free_port, wait_until
-from test_edge_varnish import live_stream, storage, warm  # noqa: F401 (fixtures)
+from conftest import ROOT, free_port
+from test_edge_varnish import (EdgeCache, live_stream, started_edges, storage,  # noqa: F401
+                               warm)
 from test_packager import SEG, START
 
 EDGE = ROOT / "deploy" / "edge" / "trafficserver"
@@ -32,8 +31,10 @@ EMPTY = ("hosting.config", "volume.config", "parent.config", "sni.yaml", "socks.
          "castbus_revalidate.config")
 
 
-class TrafficServer:
+class TrafficServer(EdgeCache):
     """traffic_manager (and its traffic_server) in a runroot of its own."""
+
+    what = "traffic_server"
 
     def __init__(self, name, origin_port, port=None):
         self.dir = Path(tempfile.mkdtemp(prefix=f"castbus-ats-{name}-"))
@@ -69,61 +70,17 @@ class TrafficServer:
         self.proc = subprocess.Popen([TRAFFIC_MANAGER], env=env, cwd=self.dir, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path):
-        return requests.get(self.url(path), timeout=10)
-
-    def request(self, method, path="/", **headers):
-        return requests.request(method, self.url(path), headers=headers, timeout=10)
-
-    def diags(self):
+    def failure_log(self):
         p = self.dir / "log" / "diags.log"
         return p.read_text()[-3000:] if p.exists() else ""
 
     def wait_ready(self):
-        def up():
-            if self.proc.poll() is not None:
-                pytest.fail(f"traffic_manager exited ({self.proc.returncode}):\n{self.diags()}")
-            try:
-                return self.get("/time").status_code == 200
-            except requests.RequestException:
-                return False
-        wait_until(up, 90, what=f"traffic_server on {self.port}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        # traffic_server is traffic_manager's child, in its session
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().wait_ready(timeout=90)
 
 
 @pytest.fixture
 def trafficservers():
-    if not os.access(TRAFFIC_MANAGER, os.X_OK):
-        pytest.skip("Traffic Server is not installed (tools/bootstrap installs it)")
-    started = []
-
-    def start(name, origin_port, **kw):
-        t = TrafficServer(name, origin_port, **kw)
-        started.append(t)
-        t.wait_ready()
-        return t
-
-    yield start
-    for t in started:
-        t.stop()
+    yield from started_edges(TrafficServer, TRAFFIC_MANAGER)
 
 
 def test_trafficserver_edge_purges_and_bans(start_daemon, stack, storage, trafficservers):

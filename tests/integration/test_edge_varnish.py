@@ -27,8 +27,74 @@ EDGE = ROOT / "deploy" / "edge" / "varnish"
 VARNISHD = shutil.which("varnishd") or "/usr/sbin/varnishd"
 
 
-class Varnish:
+class EdgeCache:
+    """A cache in front of the origin, run in a session of its own: the
+    subclass starts self.proc (logging to self.log) in self.dir, listening on
+    self.port."""
+
+    what = "the cache"
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path):
+        return requests.get(self.url(path), timeout=10)
+
+    def request(self, method, path="/", **headers):
+        return requests.request(method, self.url(path), headers=headers, timeout=10)
+
+    def failure_log(self):
+        """What to show when the process exits early."""
+        return ""
+
+    def wait_ready(self, timeout=60):
+        def up():
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.what} exited ({self.proc.returncode}):\n{self.failure_log()}")
+            try:
+                return self.get("/time").status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until(up, timeout, what=f"{self.what} on {self.port}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        try:  # children the leader left behind (varnishd's cache, traffic_server)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def started_edges(cls, exe):
+    """The body of an edge fixture: start(name, origin_port, **kw) gives a
+    ready cls; all are stopped after the test."""
+    if not os.access(exe, os.X_OK):
+        pytest.skip(f"{exe} is not installed (tools/bootstrap installs it)")
+    started = []
+
+    def start(name, origin_port, **kw):
+        e = cls(name, origin_port, **kw)
+        started.append(e)
+        e.wait_ready()
+        return e
+
+    yield start
+    for e in started:
+        e.stop()
+
+
+class Varnish(EdgeCache):
     """One varnishd in the foreground, its own work dir and site.vcl."""
+
+    what = "varnishd"
 
     def __init__(self, name, origin_port, purgers=("127.0.0.1", "::1"), port=None):
         # varnishd reads and compiles the VCL as its own user: a directory it
@@ -50,53 +116,16 @@ class Varnish:
              "-p", f"vcl_path={self.dir}", "-s", "malloc,32m"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path):
-        return requests.get(self.url(path), timeout=10)
-
     def purge(self, path="/", method="PURGE", **headers):
-        return requests.request(method, self.url(path), headers=headers, timeout=10)
+        return self.request(method, path, **headers)
 
-    def wait_ready(self):
-        def up():
-            if self.proc.poll() is not None:
-                pytest.fail(f"varnishd exited ({self.proc.returncode}):\n"
-                            f"{(self.dir / 'varnishd.log').read_text()[-3000:]}")
-            try:
-                return self.get("/time").status_code == 200
-            except requests.RequestException:
-                return False
-        wait_until(up, 60, what=f"varnishd on {self.port}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def failure_log(self):
+        return (self.dir / "varnishd.log").read_text()[-3000:]
 
 
 @pytest.fixture
 def edges():
-    if not os.access(VARNISHD, os.X_OK):
-        pytest.skip("varnishd is not installed (tools/bootstrap installs it)")
-    started = []
-
-    def start(name, origin_port, **kw):
-        v = Varnish(name, origin_port, **kw)
-        started.append(v)
-        v.wait_ready()
-        return v
-
-    yield start
-    for v in started:
-        v.stop()
+    yield from started_edges(Varnish, VARNISHD)
 
 
 @pytest.fixture
