@@ -860,24 +860,22 @@ int pf_send_run(pf_send_t *p, const pf_target_t *targets, size_t n, pf_result_t 
     return rc;
 }
 
+static void send_stop(pf_send_t *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        if (p->eng[k])
+            engine_stop(p->eng[k]);
+}
+
 void pf_send_free(pf_send_t *p)
 {
     if (!p)
         return;
-    /* all stop first: none waits on another's drain */
-    for (size_t k = 0; k < p->n; k++)
-        if (p->eng[k])
-            engine_stop(p->eng[k]);
+    send_stop(p); /* all stop first: none waits on another's drain */
     for (size_t k = 0; k < p->n; k++)
         engine_free(p->eng[k]);
     free(p->eng);
     free(p);
-}
-
-static void send_stop(pf_send_t *p)
-{
-    for (size_t k = 0; k < p->n; k++)
-        engine_stop(p->eng[k]);
 }
 
 static void send_drain(void *obj, int64_t deadline_ms)

@@ -23,7 +23,6 @@ ffi.cdef [[
 int open(const char *path, int flags, int mode);
 int close(int fd);
 int flock(int fd, int op);
-int fsync(int fd);
 struct cb_timespec { long tv_sec; long tv_nsec; };
 int nanosleep(const struct cb_timespec *req, struct cb_timespec *rem);
 int utimensat(int dirfd, const char *path, const struct cb_timespec times[2], int flags);
@@ -101,7 +100,7 @@ end
 -- regex_revalidate reloads only a file whose mtime (seconds) is newer than
 -- the last it loaded: two bans in one second need the mtime pushed on. The
 -- lock file holds the last mtime given.
-local function bump_mtime(lockfd, now)
+local function bump_mtime(now)
     local last = tonumber(read_file(RULES .. '.lock') or '') or 0
     local m = math.max(now, last + 1)
     local t = ffi.new('struct cb_timespec[2]', { { m, 0 }, { m, 0 } })
@@ -135,7 +134,7 @@ local function ban(regex, kind)
     ffi.C.flock(lockfd, LOCK_EX)
     local now = os.time()
     local expiry, err = rewrite_rules(regex, kind, now)
-    local bumped = expiry and bump_mtime(lockfd, now)
+    local bumped = expiry and bump_mtime(now)
     ffi.C.flock(lockfd, LOCK_UN)
     ffi.C.close(lockfd)
     if not expiry or not bumped then
