@@ -11,7 +11,8 @@
 //  warnings:[non-fatal], levels:[renditions], switched, switch:{from,to,loaded,rendered},
 //  latency_s, seek_ok, seek:{range,from,to,landed,...}, ended, duration_s, live,
 //  waiting_at:[playhead at each 'waiting'], stalled_at, segments:{rendition: requests},
-//  video:{width,height,current_time,buffered}, user_agent, wall_s}
+//  video:{width,height,current_time,buffered}, source_buffers:[{type,buffered}],
+//  end_of_stream, user_agent, wall_s}
 //
 // startup_ms: from the player's load call to the video element's first
 // 'playing'. played_s: how far currentTime advanced while playing (seek jumps
@@ -23,6 +24,8 @@
 // getCurrentLiveLatency(), Shaka getPlayheadTimeAsDate()), median of samples.
 // stalled_at: where the playhead stood when it stopped moving for --stall
 // seconds (the run gives up then instead of waiting for --timeout).
+// source_buffers and end_of_stream (whether the player called
+// MediaSource.endOfStream) say which track ran out when playback stalls.
 // Exit code 0 only when ok.
 //
 // The players come from node_modules (npm ci in this directory); the browser
@@ -405,6 +408,16 @@ async function drive(p) {
     buffered.push([Math.round(video.buffered.start(i) * 1000) / 1000, Math.round(video.buffered.end(i) * 1000) / 1000]);
   }
   r.video = { width: video.videoWidth, height: video.videoHeight, current_time: video.currentTime, buffered };
+  r.source_buffers = (window.__castbusSourceBuffers || []).map(({ type, sb }) => {
+    const ranges = [];
+    try {
+      for (let i = 0; i < sb.buffered.length; i++) {
+        ranges.push([Math.round(sb.buffered.start(i) * 1000) / 1000, Math.round(sb.buffered.end(i) * 1000) / 1000]);
+      }
+    } catch (e) { /* removed from its MediaSource */ }
+    return { type, buffered: ranges };
+  });
+  r.end_of_stream = window.__castbusEndOfStream === true;
   r.levels = r.levels.map((l) => l.name);
 
   if (!r.errors.length && playingAt === null && !r.why.length) r.why.push('never played');
@@ -453,6 +466,22 @@ async function main() {
   }, params.timeoutMs + 30000);
   try {
     const page = await browser.newPage();
+    // what each track buffered, and whether the player ended the stream
+    await page.addInitScript(() => {
+      window.__castbusSourceBuffers = [];
+      window.__castbusEndOfStream = false;
+      const add = MediaSource.prototype.addSourceBuffer;
+      MediaSource.prototype.addSourceBuffer = function (type) {
+        const sb = add.call(this, type);
+        window.__castbusSourceBuffers.push({ type, sb });
+        return sb;
+      };
+      const eos = MediaSource.prototype.endOfStream;
+      MediaSource.prototype.endOfStream = function (...a) {
+        window.__castbusEndOfStream = true;
+        return eos.apply(this, a);
+      };
+    });
     const segs = {};
     page.on('console', (m) => log(`console.${m.type()}:`, m.text()));
     page.on('pageerror', (e) => log('pageerror:', e.message));

@@ -130,7 +130,8 @@ class Players:
         res["log_tail"] = tail
         keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s", "played_s",
                                         "switched", "seek_ok", "ended", "levels", "errors",
-                                        "warnings", "why", "stalled_at", "exit_code")}
+                                        "warnings", "why", "stalled_at", "exit_code",
+                                        "end_of_stream", "source_buffers")}
         keep["mode"] = mode
         print(f"\n[browser] {mode} {res.get('player')}: ok={res.get('ok')} "
               f"startup_ms={res.get('startup_ms')} latency_s={res.get('latency_s')} "
@@ -152,8 +153,13 @@ class Players:
 
 
 def explain(res):
-    return json.dumps({k: v for k, v in res.items() if k != "log_tail"}, indent=1) + \
-        "\n--- play.mjs log tail ---\n" + res["log_tail"]
+    """The result on one line (CI shows only part of the output: the tracks'
+    buffered ranges first), then the end of play.mjs's log."""
+    first = ("why", "video", "source_buffers", "end_of_stream", "duration_s")
+    brief = {k: res.get(k) for k in first}
+    brief.update({k: v for k, v in res.items() if k not in first and k != "log_tail"})
+    tail = "\n".join(res["log_tail"].splitlines()[-15:])
+    return json.dumps(brief) + "\n--- play.mjs log tail ---\n" + tail
 
 
 class GapReplay(threading.Thread):
