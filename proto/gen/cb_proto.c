@@ -70,7 +70,7 @@ const cb_proto_subject_t *cb_proto_subject_find(const char *name)
 
 static const char *const cb_proto_drm_keys_get_scheme_names[] = { "aes128", "cbcs", "cenc", NULL };
 
-static const char *const cb_proto_edge_heartbeat_kind_names[] = { "varnish", "trafficserver", NULL };
+static const char *const cb_proto_edge_heartbeat_kind_names[] = { "varnish", "trafficserver", "nginx", NULL };
 
 static const char *const cb_proto_entitlement_check_content_kind_names[] = { "live", "vod", "room", NULL };
 

@@ -11,7 +11,7 @@
 #include "buf.h"
 #include "defs.h"
 
-const char *const pf_edge_kind_names[] = { "varnish", "trafficserver", NULL };
+const char *const pf_edge_kind_names[] = { "varnish", "trafficserver", "nginx", NULL };
 
 /* a joined list: at most 256 values of at most 2 KB, escaped */
 #define PLAN_BUF_MAX (256u * PF_PLAN_URL_MAX * 2u + 1024u)
@@ -327,7 +327,7 @@ static int build_varnish(const cb_proto_purge_request_t *m, pf_plan_t *p, size_t
     return chunked(p, cap, m, m->tags, m->tags_count, ' ', value_plain, emit_xkey);
 }
 
-/* ---- Traffic Server ---- */
+/* ---- Traffic Server, and nginx (castbus_edge.lua speaks the same) ---- */
 
 /* A regex_revalidate rule on the remapped URL (scheme://origin/path...):
  * STALE revalidates (soft), MISS refetches (hard). */
@@ -381,6 +381,7 @@ int pf_plan_build(pf_edge_kind_t kind, const cb_proto_purge_request_t *m, pf_pla
         rc = build_varnish(m, out, &cap);
         break;
     case PF_EDGE_TRAFFICSERVER:
+    case PF_EDGE_NGINX:
         rc = build_trafficserver(m, out, &cap);
         break;
     }

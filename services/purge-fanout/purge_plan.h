@@ -18,6 +18,13 @@
  * with X-Ban-Type: STALE (soft: revalidate) or MISS (hard: refetch); each BAN
  * becomes a regex_revalidate rule on the edge.
  *
+ * nginx (deploy/edge/nginx/castbus_edge.lua) speaks the Traffic Server
+ * dialect: its PURGE deletes the URL's cache files, a BAN moves what matches
+ * to a new cache key (STALE: the old copy still served while the origin is
+ * down). Its regexes see scheme://host/path too.
+ *
+ * A PURGE answered 404 means "not in that cache": done (purge_send.c).
+ *
  * Long lists are split so that no header exceeds PF_PLAN_HEADER_MAX.
  *
  * Pure functions: no I/O, any thread.
@@ -37,11 +44,12 @@
 typedef enum pf_edge_kind {
     PF_EDGE_VARNISH = 0,
     PF_EDGE_TRAFFICSERVER = 1,
+    PF_EDGE_NGINX = 2,
 } pf_edge_kind_t;
 
-#define PF_EDGE_KINDS 2
+#define PF_EDGE_KINDS 3
 
-/* "varnish", "trafficserver"; NULL-terminated, in pf_edge_kind_t order (and proto's enum). */
+/* "varnish", "trafficserver", "nginx"; NULL-terminated, in pf_edge_kind_t order (and proto's enum). */
 extern const char *const pf_edge_kind_names[];
 
 /* The position of s in a NULL-terminated list of names, -1 if absent (or s is NULL). */

@@ -469,7 +469,10 @@ static void xfer_complete(engine_t *s, xfer_t *x, CURLcode code, int64_t now)
         er->res->status = status;
     if (x->attempt > er->res->attempts)
         er->res->attempts = x->attempt;
-    ok = code == CURLE_OK && status >= 200 && status < 300;
+    /* a PURGE of what that cache does not hold (Traffic Server, nginx) is done */
+    ok = code == CURLE_OK &&
+         ((status >= 200 && status < 300) ||
+          (status == 404 && strcmp(er->t->plan->reqs[x->idx].method, "PURGE") == 0));
     if (ok) {
         cb_series_add(s->m_ok, 1);
         xfer_free(s, x);

@@ -20,6 +20,7 @@ import requests
 
 from conftest import (ADMIN_KEY, EDITOR_KEY, VIEWER_KEY, TopicReader, busctl, free_port,
                       unique, wait_until)
+from test_edge_nginx import nginxes  # noqa: F401 (fixture)
 from test_edge_trafficserver import trafficservers  # noqa: F401 (fixture)
 from test_edge_varnish import edges, live_stream, storage, warm  # noqa: F401 (fixtures)
 from test_packager import SEG, START
@@ -149,18 +150,22 @@ def test_purges_reach_every_varnish_by_url_prefix_tag_and_all(start_daemon, stac
     assert "castbus_purge_propagation_seconds_count" in m
 
 
-def test_one_group_of_trafficserver_and_varnish(start_daemon, stack, storage, edges,
-                                               trafficservers):
+def test_one_group_of_every_edge_kind(start_daemon, stack, storage, edges, trafficservers,
+                                      nginxes):
     """Each edge purged in its own dialect. On Traffic Server a soft purge
-    is a revalidation (X-Cache: STALE), a hard one a refetch (MISS)."""
+    is a revalidation (X-Cache: STALE), on nginx a refetch that falls back
+    to the old copy while the origin is down; a hard one is a refetch (MISS)
+    everywhere."""
     p, s = live_stream(start_daemon, stack, storage)
     group = unique("g")
     v = edges("v", p.origin_port)
     ats = trafficservers("t", p.origin_port)
-    both = (v, ats)
+    ng = nginxes("n", p.origin_port)
+    every = (v, ats, ng)
     pf = start_fanout(start_daemon)
     add_edge(pf, group, f"{group}-v", v.port)
     add_edge(pf, group, f"{group}-t", ats.port, kind="trafficserver")
+    add_edge(pf, group, f"{group}-n", ng.port, kind="nginx")
     video = f"/live/{s}/720p/{START}.m4s"
     video2 = f"/live/{s}/720p/{START + SEG}.m4s"
     audio = f"/live/{s}/audio/{START}.m4s"
@@ -169,54 +174,62 @@ def test_one_group_of_trafficserver_and_varnish(start_daemon, stack, storage, ed
 
     def done(**body):
         job = wait_job(pf, purge(pf, group=group, **body)["id"])
-        assert job["status"] == "done" and job["edges_ok"] == 2, job
+        assert job["status"] == "done" and job["edges_ok"] == 3, job
         assert all(r["http_status"] == 200 and r["attempts"] == 1 for r in job["results"]), job
         return job
 
-    # by URL, hard: ATS's own PURGE
-    for e in both:
+    # by URL, hard: PURGE everywhere
+    for e in every:
         for path in (video, control):
             warm(e, path)
     done(urls=[video], soft=False)
-    for e in both:
+    for e in every:
         assert e.get(video).headers["X-Cache"] == "MISS"
         assert e.get(control).headers["X-Cache"] == "HIT"
+    # a URL an edge does not hold: nginx and Traffic Server answer 404, done all the same
+    job = wait_job(pf, purge(pf, group=group, urls=[f"/live/{s}/none.m4s"], soft=False)["id"])
+    assert job["status"] == "done" and job["edges_ok"] == 3, job
 
-    # by URL, soft: revalidated on ATS
+    # by URL, soft: revalidated on ATS, refetched on nginx
     warm(ats, audio)
+    warm(ng, audio)
     done(urls=[f"https://cdn.example.test{audio}"])
     assert ats.get(audio).headers["X-Cache"] == "STALE"
-    assert ats.get(control).headers["X-Cache"] == "HIT"
+    assert ng.get(audio).headers["X-Cache"] == "MISS"
+    for e in (ats, ng):
+        assert e.get(control).headers["X-Cache"] == "HIT"
 
     # by prefix, hard
-    for e in both:
+    for e in every:
         warm(e, low)
     done(prefixes=[f"/live/{s}/360p/"], soft=False)
-    for e in both:
+    for e in every:
         assert e.get(low).headers["X-Cache"] == "MISS"
         assert e.get(control).headers["X-Cache"] == "HIT"
 
     # everything, hard
     done(key=ADMIN_KEY, all=True, soft=False)
-    for e in both:
+    for e in every:
         assert e.get(control).headers["X-Cache"] == "MISS"
 
     # by tag, soft: the surrogate key names the rendition's path; stale copies
     # are served with the origin down. (A rule also covers what is cached in
-    # its own second: wait for the hit.)
+    # its own second on ATS: wait for the hit.)
     bodies = {}
-    for e in both:
+    for e in every:
         e.get(video2)
         hit = wait_until(lambda: (lambda r: r if r.headers["X-Cache"] == "HIT" else None)(
             e.get(video2)), 10, 0.1, "video2 cached again")
         bodies[e.port] = hit.content
     done(tags=[f"live/{s}/720p"])
     p.stop()
-    for e in both:
+    for e in every:
         stale = e.get(video2)
         assert stale.status_code == 200 and stale.content == bodies[e.port], e.port
     assert ats.get(video2).headers["X-Cache"] == "STALE"
+    assert ng.get(video2).headers["X-Cache"] == "STALE"
     assert pf.get(f"/v1/edges/{group}-t", VIEWER_KEY).json()["kind"] == "trafficserver"
+    assert pf.get(f"/v1/edges/{group}-n", VIEWER_KEY).json()["kind"] == "nginx"
 
 
 def test_the_purge_api_checks_what_it_is_given(start_daemon, stack):

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlparse
 
 import requests
 
@@ -25,6 +26,8 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
     env["CASTBUS_SRT_PORT"] = str(free_udp_port())
     env["CASTBUS_RTMPS_PORT"] = "0"
     env["CASTBUS_ORIGIN_PORT"] = str(free_port())
+    edge_port = free_port()
+    env["CASTBUS_RUN_EDGE_PORT"] = str(edge_port)
     out_path = tmp_path / "run.out"
     out = open(out_path, "w")
     # a terminal puts the job in its own process group and Ctrl-C signals that group
@@ -65,6 +68,20 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
         assert "#EXT-X-STREAM-INF:" in requests.get(hls, timeout=5).text
         wait_until(lambda: requests.get(dash, timeout=5).status_code == 200, 60,
                    what="the demo stream's DASH manifest")
+        # the CDN edge in front of the origin, registered with purge-fanout:
+        # the printed purge reaches it
+        edge = f"http://127.0.0.1:{edge_port}"
+        assert f'CDN edge:     {edge} (nginx, edge "make-run-edge"' in banner, banner
+        through = requests.get(edge + urlparse(hls).path, timeout=5)
+        assert through.status_code == 200 and through.headers["X-Cache"], through.headers
+        auth = {"Authorization": f"Bearer {key}"}
+        job = requests.post(f"http://127.0.0.1:{ports['purge-fanout']}/v1/purges", headers=auth,
+                            json={"prefixes": ["/live/"]}, timeout=10).json()
+        assert job["edges"] == 1, job
+        done = wait_until(lambda: (lambda j: j if j["status"] != "pending" else None)(
+            requests.get(f"http://127.0.0.1:{ports['purge-fanout']}/v1/purges/{job['id']}",
+                         headers=auth, timeout=5).json()), 30, what="the purge job")
+        assert done["status"] == "done", done
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, text()
     finally:
@@ -81,8 +98,14 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
             assert False, f"a daemon still answers on port {port}"
         except requests.ConnectionError:
             pass
+    try:
+        requests.get(f"http://127.0.0.1:{edge_port}/time", timeout=2)
+        assert False, "the CDN edge still answers"
+    except requests.ConnectionError:
+        pass
     logs = {p.stem: p.read_text() for p in (stack.dir / "run" / "logs").glob("*.log")}
-    assert set(logs) == set(DAEMONS)
+    assert set(logs) == set(DAEMONS) | {"edge-nginx"}
+    del logs["edge-nginx"]
     for name, log in logs.items():
         assert "drained in" in log, f"{name} did not drain:\n{log[-2000:]}"
         assert "second signal" not in log

@@ -183,6 +183,41 @@ static void test_trafficserver_dialect(void **state)
     pf_plan_release(&p);
 }
 
+/* Each selector, soft and hard: nginx gets what Traffic Server gets. */
+static void test_nginx_speaks_the_trafficserver_dialect(void **state)
+{
+    char *urls[] = { "/live/s/720p/1.m4s", "https://h/vod/a.b/master.m3u8" };
+    char *prefixes[] = { "/live/s/" };
+    char *tags[] = { "live/s/720p", "vod/a/manifests" };
+    cb_proto_purge_request_t m[4] = { req(), req(), req(), req() };
+    pf_plan_t a, b;
+
+    (void) state;
+    m[0].urls = urls;
+    m[0].urls_count = 2;
+    m[1].prefixes = prefixes;
+    m[1].prefixes_count = 1;
+    m[2].tags = tags;
+    m[2].tags_count = 2;
+    m[3].all = true;
+    for (int i = 0; i < 8; i++) {
+        m[i / 2].soft = i % 2;
+        assert_int_equal(pf_plan_build(PF_EDGE_TRAFFICSERVER, &m[i / 2], &a), 0);
+        assert_int_equal(pf_plan_build(PF_EDGE_NGINX, &m[i / 2], &b), 0);
+        assert_int_equal(a.n, b.n);
+        for (size_t r = 0; r < a.n; r++) {
+            assert_string_equal(a.reqs[r].method, b.reqs[r].method);
+            assert_string_equal(a.reqs[r].target, b.reqs[r].target);
+            for (size_t h = 0; h < 3 && (a.reqs[r].headers[h] || b.reqs[r].headers[h]); h++)
+                assert_string_equal(a.reqs[r].headers[h], b.reqs[r].headers[h]);
+        }
+        pf_plan_release(&a);
+        pf_plan_release(&b);
+    }
+    assert_string_equal(pf_edge_kind_names[PF_EDGE_NGINX], "nginx");
+    assert_int_equal(pf_name_index(pf_edge_kind_names, "nginx"), PF_EDGE_NGINX);
+}
+
 static void test_checks_name_the_field(void **state)
 {
     char *ok[] = { "/a" }, *bad[] = { "/a", "no/slash at start" }, *tag[] = { "a,b" };
@@ -225,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_tags_and_all),
         cmocka_unit_test(test_long_lists_are_split_under_the_header_limit),
         cmocka_unit_test(test_trafficserver_dialect),
+        cmocka_unit_test(test_nginx_speaks_the_trafficserver_dialect),
         cmocka_unit_test(test_checks_name_the_field),
     };
 

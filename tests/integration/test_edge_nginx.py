@@ -1,0 +1,144 @@
+"""The nginx edge config (deploy/edge/nginx/) in front of the real packager
+origin: nginx 1.22 from Debian with its Lua module. castbus_edge.lua turns
+BAN into a new cache key for what matches (hard: the next request is a miss;
+soft: the old copy is still served while the origin is down), and PURGE into
+deleting the URL's cache files. Proven with X-Cache, nginx's own
+$upstream_cache_status.
+"""
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, free_port
+from test_edge_varnish import (EdgeCache, live_stream, started_edges, storage,  # noqa: F401
+                               warm)
+from test_packager import SEG, START
+
+EDGE_NGINX = str(ROOT / "tools" / "edge-nginx")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+LUA = "/usr/lib/nginx/modules/ngx_http_lua_module.so"
+
+
+class Nginx(EdgeCache):
+    """The shipped config run by tools/edge-nginx, in a directory of its own."""
+
+    what = "nginx"
+
+    def __init__(self, name, origin_port, port=None):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"castbus-nginx-{name}-"))
+        self.port = port or free_port()
+        self.origin = f"127.0.0.1:{origin_port}"
+        self.log = open(self.dir / "nginx.out", "w")
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([EDGE_NGINX, str(self.dir), str(self.port), self.origin],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def failure_log(self):
+        out = (self.dir / "nginx.out").read_text()
+        p = self.dir / "log" / "castbus-edge.error.log"
+        return out + (p.read_text()[-3000:] if p.exists() else "")
+
+    def reload(self):
+        """SIGHUP: new workers, the shared dict (and so the bans) kept."""
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def restart(self):
+        """A graceful stop (SIGQUIT) and a new nginx: the cache on disk stays,
+        the shared dict is gone."""
+        os.kill(self.proc.pid, signal.SIGQUIT)
+        self.proc.wait(20)
+        self.start()
+        self.wait_ready()
+
+
+@pytest.fixture
+def nginxes():
+    if not os.path.exists(LUA):
+        pytest.skip(f"{LUA} is not installed (tools/bootstrap installs it)")
+    yield from started_edges(Nginx, NGINX)
+
+
+def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
+    p, s = live_stream(start_daemon, stack, storage)
+    ng = nginxes("a", p.origin_port)
+    video = f"/live/{s}/720p/{START}.m4s"
+    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
+    audio = f"/live/{s}/audio/{START}.m4s"
+    any_host = r"^[a-z]+://[^/]+"
+
+    # the origin's headers pass through; the edge adds X-Cache
+    hit = warm(ng, video)
+    assert hit.headers["Surrogate-Key"]
+
+    # PURGE: that object only; a URL not cached is a 404 (purge-fanout: done)
+    warm(ng, audio)
+    r = ng.request("PURGE", video)
+    assert r.status_code == 200, r.text
+    assert ng.get(video).headers["X-Cache"] == "MISS"
+    assert ng.get(audio).headers["X-Cache"] == "HIT"
+    assert ng.request("PURGE", "/live/never/cached.m4s").status_code == 404
+
+    # a hard ban: what matches is refetched, the rest is a hit
+    for path in (video, video2, audio):
+        warm(ng, path)
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/720p/", "X-Ban-Type": "MISS"})
+    assert r.status_code == 200 and "MISS" in r.text, r.text
+    assert ng.get(video).headers["X-Cache"] == "MISS"
+    assert ng.get(video).headers["X-Cache"] == "HIT"
+    assert ng.get(audio).headers["X-Cache"] == "HIT"
+
+    # what purge-fanout must not retry
+    assert ng.request("BAN").status_code == 400
+    assert ng.request("BAN", **{"X-Ban-Regex": "a b"}).status_code == 400
+    assert ng.request("BAN", **{"X-Ban-Regex": "^x", "X-Ban-Type": "SOFT"}).status_code == 400
+    assert ng.request("BAN", **{"X-Ban-Regex": "^(x"}).status_code == 400
+
+    # only purge-fanout's addresses may purge: 127.0.0.2 is not one
+    for method, headers in (("PURGE", {}), ("BAN", {"X-Ban-Regex": "^x"})):
+        c = http.client.HTTPConnection("127.0.0.1", ng.port, timeout=10,
+                                       source_address=("127.0.0.2", 0))
+        c.request(method, audio, headers=headers)
+        assert c.getresponse().status == 403, method
+        c.close()
+
+    # bans survive a reload (new workers, same dict) ...
+    ng.reload()
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/audio/", "X-Ban-Type": "MISS"})
+    assert r.status_code == 200, r.text
+    assert ng.get(audio).headers["X-Cache"] == "MISS"
+    assert ng.get(audio).headers["X-Cache"] == "HIT"
+    rules = (ng.dir / "var" / "bans").read_text().splitlines()
+    assert [ln.split()[2:] for ln in rules] == [["MISS", f"{any_host}/live/{s}/720p/"],
+                                                ["MISS", f"{any_host}/live/{s}/audio/"]]
+    # ... and a restart (the rules file): video2's copy from before the ban,
+    # still on disk, is not served
+    ng.restart()
+    assert ng.get(video2).headers["X-Cache"] == "MISS"
+    assert ng.get(video).headers["X-Cache"] == "HIT"
+
+    # soft: refetched while the origin is up; the copy from before the ban is
+    # served while it is down, unless a PURGE of that URL deleted it
+    low = f"/live/{s}/360p/{START}.m4s"
+    low2 = f"/live/{s}/360p/{START + SEG}.m4s"
+    body = warm(ng, low).content
+    warm(ng, low2)
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/360p/", "X-Ban-Type": "STALE"})
+    assert r.status_code == 200, r.text
+    assert ng.request("PURGE", low2).status_code == 200  # the copy from before the ban
+    p.stop()
+    stale = ng.get(low)
+    assert stale.status_code == 200 and stale.content == body
+    assert stale.headers["X-Cache"] == "STALE"
+    assert ng.get(low2).status_code == 502
+    # what was fetched after a hard ban is served as usual
+    assert ng.get(video).headers["X-Cache"] == "HIT"
