@@ -43,6 +43,15 @@ local function parse(text, now)
     return out
 end
 
+-- parse()'s rules as text again, oldest first
+local function text_of(kept)
+    local lines = {}
+    for i = #kept, 1, -1 do
+        lines[#lines + 1] = kept[i].line
+    end
+    return table.concat(lines, '\n')
+end
+
 -- Called from init_by_lua: the rules kept in the file `o.bans`, `o.ttl`
 -- seconds each; the cache's `o.cache` path and `o.levels` as in
 -- proxy_cache_path.
@@ -54,15 +63,11 @@ function M.init(o)
     local f = io.open(FILE, 'r')
     local text = f and f:read('*a') or ''
     if f then f:close() end
-    local kept, next_id = parse(text, ngx.time()), 0
-    local lines = {}
-    for i = #kept, 1, -1 do
-        lines[#lines + 1] = kept[i].line
-        next_id = math.max(next_id, kept[i].id)
-    end
+    local kept = parse(text, ngx.time())
+    local next_id = kept[1] and kept[1].id or 0
     -- a reload (HUP) finds the dict as it was: keep what is newer
     if (dict:get('next') or 0) < next_id then
-        dict:set('rules', table.concat(lines, '\n'))
+        dict:set('rules', text_of(kept))
         dict:set('next', next_id)
     end
     dict:incr('version', 1, 0)
@@ -127,13 +132,8 @@ end
 -- The rules with `re` added as rule `id`, written to the file (atomically)
 -- and then to the dict; nil, why when the file cannot be written.
 local function keep(id, re, kind, now)
-    local lines = {}
-    local kept = parse(dict:get('rules'), now)
-    for i = #kept, 1, -1 do
-        lines[#lines + 1] = kept[i].line
-    end
-    lines[#lines + 1] = string.format('%d %d %s %s', id, now + TTL, kind, re)
-    local text = table.concat(lines, '\n')
+    local text = text_of(parse(dict:get('rules'), now))
+    text = (#text > 0 and text .. '\n' or '') .. string.format('%d %d %s %s', id, now + TTL, kind, re)
     local tmp = FILE .. '.tmp'
     local f, err = io.open(tmp, 'w')
     if not f then return nil, err end
