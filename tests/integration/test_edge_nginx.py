@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_until
 from test_edge_varnish import (EdgeCache, live_stream, started_edges, storage,  # noqa: F401
                                warm)
 from test_packager import SEG, START
@@ -52,13 +52,16 @@ class Nginx(EdgeCache):
         """SIGHUP: new workers, the shared dict (and so the bans) kept."""
         os.kill(self.proc.pid, signal.SIGHUP)
 
-    def restart(self):
+    def restart(self, origin_up=True):
         """A graceful stop (SIGQUIT) and a new nginx: the cache on disk stays,
-        the shared dict is gone."""
+        the shared dict is gone. With the origin down, any answer is ready."""
         os.kill(self.proc.pid, signal.SIGQUIT)
         self.proc.wait(20)
         self.start()
-        self.wait_ready()
+        if origin_up:
+            self.wait_ready()
+        else:
+            wait_until(lambda: self.get("/time").status_code == 502, 60, what=f"nginx on {self.port}")
 
 
 @pytest.fixture
@@ -118,8 +121,9 @@ def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
     assert ng.get(audio).headers["X-Cache"] == "MISS"
     assert ng.get(audio).headers["X-Cache"] == "HIT"
     rules = (ng.dir / "var" / "bans").read_text().splitlines()
-    assert [ln.split()[2:] for ln in rules] == [["MISS", f"{any_host}/live/{s}/720p/"],
-                                                ["MISS", f"{any_host}/live/{s}/audio/"]]
+    assert rules[0] == f"next {rules[-1].split()[0]}", rules
+    assert [ln.split()[2:] for ln in rules[1:]] == [["MISS", f"{any_host}/live/{s}/720p/"],
+                                                    ["MISS", f"{any_host}/live/{s}/audio/"]]
     # ... and a restart (the rules file): video2's copy from before the ban,
     # still on disk, is not served
     ng.restart()
@@ -142,3 +146,17 @@ def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
     assert ng.get(low2).status_code == 502
     # what was fetched after a hard ban is served as usual
     assert ng.get(video).headers["X-Cache"] == "HIT"
+
+    # rule ids are never given out twice, even once every rule has expired:
+    # files cached under an expired rule's key stay on disk a while
+    bans = ng.dir / "var" / "bans"
+    lines = bans.read_text().splitlines()
+    last = int(lines[0].split()[1])
+    bans.write_text("".join(f"{ln.split()[0]} 1 {' '.join(ln.split()[2:])}\n" if i else ln + "\n"
+                            for i, ln in enumerate(lines)))  # all expired
+    ng.restart(origin_up=False)
+    r = ng.request("BAN", **{"X-Ban-Regex": "^http://nowhere/", "X-Ban-Type": "MISS"})
+    assert r.status_code == 200 and f"as rule {last + 1}" in r.text, r.text
+    assert bans.read_text().splitlines() == [f"next {last + 1}",
+                                             f"{last + 1} {bans.read_text().split()[3]} MISS "
+                                             "^http://nowhere/"]

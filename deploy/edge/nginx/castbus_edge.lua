@@ -20,6 +20,9 @@
 --
 -- Rules outlive every object cached before them (the ttl is longer than the
 -- cache's inactive time) and are kept in a file, so a restart keeps them.
+-- The file's first line, `next <id>`, is the last id given out: ids are
+-- never reused, even after every rule has expired (cached files under an
+-- expired rule's key may outlive it by the inactive time).
 
 local M = {}
 
@@ -64,7 +67,7 @@ function M.init(o)
     local text = f and f:read('*a') or ''
     if f then f:close() end
     local kept = parse(text, ngx.time())
-    local next_id = kept[1] and kept[1].id or 0
+    local next_id = math.max(kept[1] and kept[1].id or 0, tonumber(text:match('^next (%d+)\n')) or 0)
     -- a reload (HUP) finds the dict as it was: keep what is newer
     if (dict:get('next') or 0) < next_id then
         dict:set('rules', text_of(kept))
@@ -137,7 +140,7 @@ local function keep(id, re, kind, now)
     local tmp = FILE .. '.tmp'
     local f, err = io.open(tmp, 'w')
     if not f then return nil, err end
-    local ok, werr = f:write(text, '\n')
+    local ok, werr = f:write(string.format('next %d\n', id), text, '\n')
     f:close()
     if not ok then return nil, werr end
     local renamed, rerr = os.rename(tmp, FILE)
