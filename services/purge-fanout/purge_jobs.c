@@ -13,11 +13,14 @@
 #include "clock.h"
 #include "log.h"
 
-#define JOB_KEY    "castbus:purge:job:"
-#define INDEX_KEY  "castbus:purge:jobs"
-#define IDEM_KEY   "castbus:purge:idem:"
-#define IDEM_TTL_S 86400
-#define LIST_SCAN  1000 /* jobs looked at to answer a filtered list */
+#define JOB_KEY   "castbus:purge:job:"
+#define INDEX_KEY "castbus:purge:jobs"
+#define IDEM_KEY  "castbus:purge:idem:"
+#define LIST_SCAN 1000 /* jobs looked at to answer a filtered list */
+/* A key claimed this long ago whose job has no record was abandoned: its
+ * submitter died between the claim and the record (moments apart; the
+ * submission as a whole waits 10 s at most for Kafka). */
+#define IDEM_ABANDONED_MS 15000
 
 const char *const pf_status_names[] = { "pending", "done", "partial", "failed", NULL };
 
@@ -130,6 +133,28 @@ json_t *pf_jobs_list(pf_jobs_t *j, int status, size_t limit, int *rc)
 
 /* ---- the API side ---- */
 
+/* Atomically: the key still names `old`, `old` has no record and the key
+ * was claimed over IDEM_ABANDONED_MS ago: it now names `id`. 1 when it does. */
+static const char IDEM_TAKE_OVER[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 1 or "
+    "tonumber(ARGV[3]) - redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1";
+
+static bool idem_take_over(pf_jobs_t *j, const char *key, const char *old, const char *id)
+{
+    long long taken = 0;
+    char err[256];
+
+    if (cb_redis_exec(j->redis, &taken, err, sizeof(err), "EVAL %s 2 %s%s %s%s %s %s %lld %d",
+                      IDEM_TAKE_OVER, IDEM_KEY, key, JOB_KEY, old, old, id,
+                      (long long) j->cfg.retention_ms, IDEM_ABANDONED_MS))
+        cb_log_warn("idempotency key '%s': taking it over from job '%s' failed: %s", key, old, err);
+    else if (taken)
+        cb_log_warn("idempotency key '%s': job '%s' was never accepted; the key is job '%s''s now",
+                    key, old, id);
+    return taken == 1;
+}
+
 int pf_jobs_submit(pf_jobs_t *j, cb_proto_purge_request_t *m, int64_t nedges,
                    const char *idempotency_key, json_t **job, bool *replayed, char *err,
                    size_t errlen)
@@ -143,20 +168,24 @@ int pf_jobs_submit(pf_jobs_t *j, cb_proto_purge_request_t *m, int64_t nedges,
     *job = NULL;
     *replayed = false;
     if (idempotency_key) {
-        rc = cb_redis_command(j->redis, &r, err, errlen, "SET %s%s %s NX EX %d GET", IDEM_KEY,
-                              idempotency_key, m->id, IDEM_TTL_S);
+        /* the key lives as long as its job's record */
+        rc = cb_redis_command(j->redis, &r, err, errlen, "SET %s%s %s NX PX %lld GET", IDEM_KEY,
+                              idempotency_key, m->id, (long long) j->cfg.retention_ms);
         if (rc)
             return -EAGAIN;
         if (r->type == REDIS_REPLY_STRING) { /* used before: that job */
             int grc;
             doc = pf_jobs_get(j, r->str, &grc);
-            if (!doc)
-                doc = json_pack("{s:s, s:s, s:I}", "id", r->str, "status", "pending", "edges",
-                                (json_int_t) nedges);
-            freeReplyObject(r);
-            *job = doc;
-            *replayed = true;
-            return doc ? 0 : -ENOMEM;
+            if (doc || grc != -ENOENT || !idem_take_over(j, idempotency_key, r->str, m->id)) {
+                /* no record yet: its submission is under way */
+                if (!doc)
+                    doc = json_pack("{s:s, s:s, s:I}", "id", r->str, "status", "pending", "edges",
+                                    (json_int_t) nedges);
+                freeReplyObject(r);
+                *job = doc;
+                *replayed = true;
+                return doc ? 0 : -ENOMEM;
+            }
         }
         freeReplyObject(r);
         r = NULL;

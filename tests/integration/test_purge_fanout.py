@@ -12,6 +12,7 @@ import asyncio
 import json
 import signal
 import socket
+import subprocess
 import time
 
 import nats
@@ -271,6 +272,35 @@ def test_the_purge_api_checks_what_it_is_given(start_daemon, stack):
     again = purge(pf, urls=["/x"], group=group, idempotency_key=key)
     assert again["id"] == first["id"] and again["replayed"] is True
     assert first["replayed"] is False
+
+    # a key whose job never got a record (its submitter died between the two)
+    # is the same pending job while that submission may be under way, and is
+    # taken over by a new job once it is older than that
+    def redis(*args):
+        out = subprocess.run(["redis-cli", "-u", stack.env["CASTBUS_REDIS_URL"], *args],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+    def purge_lost(**body):  # this test's API key is held to 5 purges a second
+        r = pf.request("POST", "/v1/purges", EDITOR_KEY, json=body)
+        while r.status_code == 429:
+            time.sleep(float(r.headers["Retry-After"]))
+            r = pf.request("POST", "/v1/purges", EDITOR_KEY, json=body)
+        assert r.status_code == 202, r.text
+        return r.json()
+    lost = unique("lost")
+    purge_lost(urls=["/x"], group=group, idempotency_key=lost)
+    idem = redis("--scan", "--pattern", f"castbus:purge:idem:*:{lost}")
+    assert idem, "the idempotency key is not in Redis"
+    redis("SET", idem, "p-abandoned", "PX", str(168 * 3600 * 1000 - 1000))  # claimed 1 s ago
+    fresh = purge_lost(urls=["/x"], group=group, idempotency_key=lost)
+    assert fresh["id"] == "p-abandoned" and fresh["replayed"] is True
+    assert fresh["status"] == "pending"
+    redis("PEXPIRE", idem, str(168 * 3600 * 1000 - 60000))  # claimed a minute ago
+    taken = purge_lost(urls=["/x"], group=group, idempotency_key=lost)
+    assert taken["id"] != "p-abandoned" and taken["replayed"] is False
+    assert wait_job(pf, taken["id"])["status"] == "done"
+    assert purge_lost(urls=["/x"], group=group, idempotency_key=lost)["id"] == taken["id"]
 
     # status and lists
     assert pf.get("/v1/purges/nope", VIEWER_KEY).status_code == 404
