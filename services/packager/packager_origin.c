@@ -150,6 +150,7 @@ struct pk_origin {
     policy_t policies[POLICY_CACHE];
     size_t npolicies, next_policy;
     cb_metric_t *m_served, *m_bytes, *m_held;
+    char cc_segment[64], cc_live[64], cc_vod[64]; /* Cache-Control, from cfg */
 
     pthread_mutex_t wlock; /* the waiters */
     pthread_cond_t wcond;
@@ -401,7 +402,8 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     char name[65], rest[160], rendition[65], key[CB_STORAGE_KEY_MAX], src[96];
     char token[PK_TOKEN_MAX];
     bool signed_playback = false;
-    char etag[64], lastmod[CB_HTTP_DATE_LEN], cache[64], tags[256], range[96];
+    char etag[64], lastmod[CB_HTTP_DATE_LEN], tags[256], range[96];
+    const char *cache;
     const char *inm, *ims;
     cb_storage_stat_t st;
     uint64_t from = 0, to = 0, len;
@@ -454,12 +456,7 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     }
     snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", st.size, (uint64_t) st.mtime_ms);
     cb_http_date(st.mtime_ms, lastmod);
-    if (what != PK_MANIFEST)
-        snprintf(cache, sizeof(cache), "public, max-age=%lld, immutable",
-                 (long long) o->cfg.segment_max_age_ms / 1000);
-    else
-        snprintf(cache, sizeof(cache), "public, max-age=%lld",
-                 (long long) (vod ? o->cfg.vod_max_age_ms : o->cfg.live_max_age_ms) / 1000);
+    cache = what != PK_MANIFEST ? o->cc_segment : vod ? o->cc_vod : o->cc_live;
     if (rendition[0])
         snprintf(tags, sizeof(tags), "%s/%s %s/%s/%s", vod ? "vod" : "live", name,
                  vod ? "vod" : "live", name, rendition);
@@ -893,6 +890,12 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
     if (!o)
         return -ENOMEM;
     o->cfg = *cfg;
+    snprintf(o->cc_segment, sizeof(o->cc_segment), "public, max-age=%lld, immutable",
+             (long long) cfg->segment_max_age_ms / 1000);
+    snprintf(o->cc_live, sizeof(o->cc_live), "public, max-age=%lld",
+             (long long) cfg->live_max_age_ms / 1000);
+    snprintf(o->cc_vod, sizeof(o->cc_vod), "public, max-age=%lld",
+             (long long) cfg->vod_max_age_ms / 1000);
     o->storage = storage;
     o->streams = streams;
     o->listen_fd = -1;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -310,6 +311,16 @@ static void test_http_date(void **state)
     assert_string_equal(d, "Sun, 06 Nov 1994 08:49:37 GMT");
     cb_http_date(0, d);
     assert_string_equal(d, "Thu, 01 Jan 1970 00:00:00 GMT");
+    /* formatted by hand: the same as strftime() over 130 years */
+    for (int64_t t = 0; t < 4102444800; t += 3601 * 37 + 13) {
+        char want[CB_HTTP_DATE_LEN];
+        time_t tt = (time_t) t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cb_http_date(t * 1000, d);
+        assert_string_equal(d, want);
+    }
 }
 
 static void test_auth_and_roles(void **state)
