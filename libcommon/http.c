@@ -917,7 +917,7 @@ static int on_request(cb_http_t *h, struct lws *wsi, pss_t *pss)
     return 0;
 }
 
-/* Write the response: headers on the first call, then the body in chunks. */
+/* TCP_CORK on or off for the request's socket (plain HTTP/1.1 only). */
 static void cork(cb_http_req_t *req, struct lws *wsi, bool on)
 {
     int v = on;
@@ -1087,6 +1087,7 @@ void cb_http_date(int64_t ms, char out[CB_HTTP_DATE_LEN])
     memcpy(p, " GMT", 5);
 }
 
+/* Write the response: headers on the first call, then the body in chunks. */
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
     cb_http_req_t *req = pss->req;

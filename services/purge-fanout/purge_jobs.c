@@ -177,7 +177,7 @@ int pf_jobs_submit(pf_jobs_t *j, cb_proto_purge_request_t *m, int64_t nedges,
             int grc;
             doc = pf_jobs_get(j, r->str, &grc);
             if (doc || grc != -ENOENT || !idem_take_over(j, idempotency_key, r->str, m->id)) {
-                /* no record yet: its submission is under way */
+                /* that job; without a record yet, its submission is under way */
                 if (!doc)
                     doc = json_pack("{s:s, s:s, s:I}", "id", r->str, "status", "pending", "edges",
                                     (json_int_t) nedges);

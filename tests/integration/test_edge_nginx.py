@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, wait_until
-from test_edge_varnish import (EdgeCache, live_stream, started_edges, storage,  # noqa: F401
-                               warm)
+from test_edge_varnish import (ANY_HOST, EdgeCache, live_stream, segment_paths,  # noqa: F401
+                               started_edges, storage, warm)
 from test_packager import SEG, START
 
 EDGE_NGINX = str(ROOT / "tools" / "edge-nginx")
@@ -74,10 +74,7 @@ def nginxes():
 def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
     p, s = live_stream(start_daemon, stack, storage)
     ng = nginxes("a", p.origin_port)
-    video = f"/live/{s}/720p/{START}.m4s"
-    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
-    audio = f"/live/{s}/audio/{START}.m4s"
-    any_host = r"^[a-z]+://[^/]+"
+    video, video2, audio = segment_paths(s)
 
     # the origin's headers pass through; the edge adds X-Cache
     hit = warm(ng, video)
@@ -94,7 +91,7 @@ def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
     # a hard ban: what matches is refetched, the rest is a hit
     for path in (video, video2, audio):
         warm(ng, path)
-    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/720p/", "X-Ban-Type": "MISS"})
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/720p/", "X-Ban-Type": "MISS"})
     assert r.status_code == 200 and "MISS" in r.text, r.text
     assert ng.get(video).headers["X-Cache"] == "MISS"
     assert ng.get(video).headers["X-Cache"] == "HIT"
@@ -116,14 +113,14 @@ def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
 
     # bans survive a reload (new workers, same dict) ...
     ng.reload()
-    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/audio/", "X-Ban-Type": "MISS"})
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/audio/", "X-Ban-Type": "MISS"})
     assert r.status_code == 200, r.text
     assert ng.get(audio).headers["X-Cache"] == "MISS"
     assert ng.get(audio).headers["X-Cache"] == "HIT"
     rules = (ng.dir / "var" / "bans").read_text().splitlines()
     assert rules[0] == f"next {rules[-1].split()[0]}", rules
-    assert [ln.split()[2:] for ln in rules[1:]] == [["MISS", f"{any_host}/live/{s}/720p/"],
-                                                    ["MISS", f"{any_host}/live/{s}/audio/"]]
+    assert [ln.split()[2:] for ln in rules[1:]] == [["MISS", f"{ANY_HOST}/live/{s}/720p/"],
+                                                    ["MISS", f"{ANY_HOST}/live/{s}/audio/"]]
     # ... and a restart (the rules file): video2's copy from before the ban,
     # still on disk, is not served
     ng.restart()
@@ -136,7 +133,7 @@ def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):
     low2 = f"/live/{s}/360p/{START + SEG}.m4s"
     body = warm(ng, low).content
     warm(ng, low2)
-    r = ng.request("BAN", **{"X-Ban-Regex": f"{any_host}/live/{s}/360p/", "X-Ban-Type": "STALE"})
+    r = ng.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/360p/", "X-Ban-Type": "STALE"})
     assert r.status_code == 200, r.text
     assert ng.request("PURGE", low2).status_code == 200  # the copy from before the ban
     p.stop()

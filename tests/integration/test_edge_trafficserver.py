@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port
-from test_edge_varnish import (EdgeCache, live_stream, started_edges, storage,  # noqa: F401
-                               warm)
-from test_packager import SEG, START
+from test_edge_varnish import (ANY_HOST, EdgeCache, live_stream, segment_paths,  # noqa: F401
+                               started_edges, storage, warm)
+from test_packager import START
 
 EDGE = ROOT / "deploy" / "edge" / "trafficserver"
 TRAFFIC_MANAGER = shutil.which("traffic_manager") or "/usr/bin/traffic_manager"
@@ -86,10 +86,7 @@ def trafficservers():
 def test_trafficserver_edge_purges_and_bans(start_daemon, stack, storage, trafficservers):
     p, s = live_stream(start_daemon, stack, storage)
     ats = trafficservers("a", p.origin_port)
-    video = f"/live/{s}/720p/{START}.m4s"
-    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
-    audio = f"/live/{s}/audio/{START}.m4s"
-    any_path = r"^[a-z]+://[^/]+"
+    video, video2, audio = segment_paths(s)
 
     # the origin's headers pass through; the edge adds Age and X-Cache
     hit = warm(ats, video)
@@ -105,14 +102,14 @@ def test_trafficserver_edge_purges_and_bans(start_daemon, stack, storage, traffi
     # a soft ban: what matches is revalidated on its next request, the rest is a hit
     for path in (video, video2, audio):
         warm(ats, path)
-    r = ats.request("BAN", **{"X-Ban-Regex": f"{any_path}/live/{s}/720p/", "X-Ban-Type": "STALE"})
+    r = ats.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/720p/", "X-Ban-Type": "STALE"})
     assert r.status_code == 200 and "STALE" in r.text, r.text
     assert ats.get(video).headers["X-Cache"] == "STALE"
     assert ats.get(audio).headers["X-Cache"] == "HIT"
 
     # a hard ban: refetched
     warm(ats, audio)
-    r = ats.request("BAN", **{"X-Ban-Regex": f"{any_path}/live/{s}/audio/", "X-Ban-Type": "MISS"})
+    r = ats.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/audio/", "X-Ban-Type": "MISS"})
     assert r.status_code == 200, r.text
     assert ats.get(audio).headers["X-Cache"] == "MISS"
 
@@ -138,7 +135,7 @@ def test_trafficserver_edge_purges_and_bans(start_daemon, stack, storage, traffi
     # rule above matched: a rule also covers what was cached in its own second)
     low = f"/live/{s}/360p/{START}.m4s"
     body = warm(ats, low).content
-    r = ats.request("BAN", **{"X-Ban-Regex": f"{any_path}/live/{s}/", "X-Ban-Type": "STALE"})
+    r = ats.request("BAN", **{"X-Ban-Regex": f"{ANY_HOST}/live/{s}/", "X-Ban-Type": "STALE"})
     assert r.status_code == 200, r.text
     p.stop()
     stale = ats.get(low)

@@ -144,6 +144,16 @@ def live_stream(start_daemon, stack, storage):
     return p, s
 
 
+# what a ban regex sees before the path: scheme://host
+ANY_HOST = r"^[a-z]+://[^/]+"
+
+
+def segment_paths(s):
+    """Stream s's first two 720p segments and its first audio segment."""
+    return (f"/live/{s}/720p/{START}.m4s", f"/live/{s}/720p/{START + SEG}.m4s",
+            f"/live/{s}/audio/{START}.m4s")
+
+
 def warm(edge, path):
     """Fetched through the edge until it is a hit; the hit returned."""
     first = edge.get(path)
@@ -157,9 +167,7 @@ def test_varnish_edges_purge_by_url_key_and_ban(start_daemon, stack, storage, ed
     p, s = live_stream(start_daemon, stack, storage)
     a = edges("a", p.origin_port)
     b = edges("b", p.origin_port)
-    video = f"/live/{s}/720p/{START}.m4s"
-    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
-    audio = f"/live/{s}/audio/{START}.m4s"
+    video, video2, audio = segment_paths(s)
 
     # by URL: that object on that edge only
     for edge in (a, b):

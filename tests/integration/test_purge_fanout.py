@@ -23,7 +23,8 @@ from conftest import (ADMIN_KEY, EDITOR_KEY, VIEWER_KEY, TopicReader, busctl, fr
                       unique, wait_until)
 from test_edge_nginx import nginxes  # noqa: F401 (fixture)
 from test_edge_trafficserver import trafficservers  # noqa: F401 (fixture)
-from test_edge_varnish import edges, live_stream, storage, warm  # noqa: F401 (fixtures)
+from test_edge_varnish import (edges, live_stream, segment_paths, storage,  # noqa: F401 (fixtures)
+                               warm)
 from test_packager import SEG, START
 
 FAST = {
@@ -75,9 +76,7 @@ def test_purges_reach_every_varnish_by_url_prefix_tag_and_all(start_daemon, stac
     pf = start_fanout(start_daemon)
     for i, v in enumerate(vs):
         add_edge(pf, group, f"{group}-{i}", v.port)
-    video = f"/live/{s}/720p/{START}.m4s"
-    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
-    audio = f"/live/{s}/audio/{START}.m4s"
+    video, video2, audio = segment_paths(s)
 
     # by URL, hard: the object is gone from every edge
     for v in vs:
@@ -167,9 +166,7 @@ def test_one_group_of_every_edge_kind(start_daemon, stack, storage, edges, traff
     add_edge(pf, group, f"{group}-v", v.port)
     add_edge(pf, group, f"{group}-t", ats.port, kind="trafficserver")
     add_edge(pf, group, f"{group}-n", ng.port, kind="nginx")
-    video = f"/live/{s}/720p/{START}.m4s"
-    video2 = f"/live/{s}/720p/{START + SEG}.m4s"
-    audio = f"/live/{s}/audio/{START}.m4s"
+    video, video2, audio = segment_paths(s)
     low = f"/live/{s}/360p/{START}.m4s"
     control = f"/live/{s}/audio/{START + SEG}.m4s"  # no purge below names it but `all`
 
