@@ -97,11 +97,20 @@ const cb_jsonv_field_t cb_proto_error_body_fields[] = {
     { .name = NULL },
 };
 
+const cb_jsonv_field_t cb_proto_part_fields[] = {
+    { .name = "offset", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_part_t, offset), .min = 0LL, .max = 4294967295LL },
+    { .name = "bytes", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_part_t, bytes), .min = 1LL, .max = 4294967295LL },
+    { .name = "duration_90k", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_part_t, duration_90k), .min = 1LL, .max = 900000LL },
+    { .name = "independent", .type = CB_JSONV_BOOL, .flags = 0, .offset = offsetof(cb_proto_part_t, independent) },
+    { .name = NULL },
+};
+
 const cb_jsonv_field_t cb_proto_media_segment_fields[] = {
     { .name = "path", .type = CB_JSONV_STRING, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_media_segment_t, path), .min = 1LL, .max = 512LL },
     { .name = "start_pts_90k", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_media_segment_t, start_pts_90k) },
     { .name = "duration_90k", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_media_segment_t, duration_90k), .min = 1LL, .max = 9007199254740991LL },
     { .name = "bytes", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_media_segment_t, bytes), .min = 0LL, .max = INT64_MAX },
+    { .name = "parts", .type = CB_JSONV_ARRAY, .flags = 0, .offset = offsetof(cb_proto_media_segment_t, parts), .min = 0LL, .max = 64LL, .elem_type = CB_JSONV_OBJECT, .elem_size = sizeof(cb_proto_part_t), .count_offset = offsetof(cb_proto_media_segment_t, parts_count), .fields = cb_proto_part_fields },
     { .name = NULL },
 };
 
@@ -109,6 +118,7 @@ const cb_jsonv_field_t cb_proto_packaging_fields[] = {
     { .name = "dvr_window_s", .type = CB_JSONV_INT, .flags = CB_JSONV_REQUIRED, .offset = offsetof(cb_proto_packaging_t, dvr_window_s), .min = 0LL, .max = 14400LL },
     { .name = "signed_playback", .type = CB_JSONV_BOOL, .flags = 0, .offset = offsetof(cb_proto_packaging_t, signed_playback) },
     { .name = "low_latency", .type = CB_JSONV_BOOL, .flags = 0, .offset = offsetof(cb_proto_packaging_t, low_latency) },
+    { .name = "part_target_ms", .type = CB_JSONV_INT, .flags = 0, .offset = offsetof(cb_proto_packaging_t, part_target_ms), .min = 0LL, .max = 2000LL },
     { .name = "record", .type = CB_JSONV_BOOL, .flags = 0, .offset = offsetof(cb_proto_packaging_t, record) },
     { .name = NULL },
 };

@@ -110,12 +110,22 @@ typedef struct cb_proto_error_body {
     char *field;
 } cb_proto_error_body_t;
 
+/* One CMAF chunk (moof + mdat) of a media segment: an LL-HLS partial segment. */
+typedef struct cb_proto_part {
+    int64_t offset;
+    int64_t bytes;
+    int64_t duration_90k;
+    bool independent;
+} cb_proto_part_t;
+
 /* One CMAF media segment (starts with an IDR frame for video). */
 typedef struct cb_proto_media_segment {
     char *path;
     int64_t start_pts_90k;
     int64_t duration_90k;
     int64_t bytes;
+    cb_proto_part_t *parts;
+    size_t parts_count;
 } cb_proto_media_segment_t;
 
 /* How a stream is packaged and served. Set by ingest from the stream's settings and passed along with every job and result, so no downstream daemon needs a lookup. */
@@ -123,6 +133,7 @@ typedef struct cb_proto_packaging {
     int64_t dvr_window_s;
     bool signed_playback;
     bool low_latency;
+    int64_t part_target_ms;
     bool record;
 } cb_proto_packaging_t;
 
@@ -311,6 +322,7 @@ typedef struct cb_proto_transcode_job {
 
 /* ---- field tables and codecs ---- */
 extern const cb_jsonv_field_t cb_proto_error_body_fields[];
+extern const cb_jsonv_field_t cb_proto_part_fields[];
 extern const cb_jsonv_field_t cb_proto_media_segment_fields[];
 extern const cb_jsonv_field_t cb_proto_packaging_fields[];
 extern const cb_jsonv_field_t cb_proto_rendition_fields[];

@@ -94,6 +94,14 @@ const cb_config_key_t ingest_config_keys[] = {
       .max = 600000,
       .offset = offsetof(ingest_config_t, max_segment_ms),
       .help = "A publisher whose keyframes are further apart than this is refused." },
+    { .name = "part_target",
+      .type = CB_CONFIG_DURATION,
+      .def = "500ms",
+      .min = 0,
+      .max = 2000,
+      .offset = offsetof(ingest_config_t, part_target_ms),
+      .help = "Low latency: the transcoders write every segment as CMAF chunks of at most this "
+              "long, the LL-HLS partial segments (PART-TARGET). 0: whole segments only." },
     { .name = "max_segment_size",
       .type = CB_CONFIG_BYTES,
       .def = "128MiB",
@@ -490,6 +498,7 @@ int ingest_app_start(ingest_app_t *app, cb_daemon_t *d)
         .queue_max = app->cfg.writer_queue,
         .max_pending = app->cfg.max_pending_segments,
         .work_dir = app->cfg.work_dir,
+        .part_target_ms = app->cfg.part_target_ms,
     };
     ingest_hub_config_t hc = {
         .segment_ms = app->cfg.segment_ms,

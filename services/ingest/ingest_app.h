@@ -37,6 +37,7 @@ typedef struct ingest_config {
     int64_t srt_latency_ms;
     int64_t segment_ms;
     int64_t max_segment_ms;
+    int64_t part_target_ms;
     int64_t max_segment_bytes;
     int64_t backup_switch_ms;
     int64_t ts_jump_ms;

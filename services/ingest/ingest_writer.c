@@ -688,7 +688,7 @@ static void on_delivery(void *opaque, int err, const char *reason)
 }
 
 /* Build the TranscodeJob for a written segment. */
-static char *build_job(const wjob_t *j, const char *path, size_t *len)
+static char *build_job(const ingest_writer_t *w, const wjob_t *j, const char *path, size_t *len)
 {
     const ingest_segment_t *seg = j->seg;
     char job_id[160];
@@ -722,6 +722,8 @@ static char *build_job(const wjob_t *j, const char *path, size_t *len)
             .dvr_window_s = j->info.dvr_window_s,
             .signed_playback = j->info.signed_playback,
             .record = j->info.record,
+            .low_latency = w->cfg.part_target_ms > 0,
+            .part_target_ms = w->cfg.part_target_ms,
         },
         .created_at_ms = cb_clock_wall_ms(),
     };
@@ -745,7 +747,7 @@ static void process(ingest_writer_t *w, wthread_t *t, wjob_t *j)
     int rc;
 
     ingest_writer_segment_key(j->info.id, seg->seq, seg->container, key, sizeof(key));
-    j->msg = build_job(j, key, &j->msglen);
+    j->msg = build_job(w, j, key, &j->msglen);
     rc = storage_retry(w, "writing segment", key, op_put, seg->data, seg->len);
     if (rc == 0 && j->msg) {
         sidecar_key(j->info.id, seg->seq, side, sizeof(side));

@@ -50,9 +50,10 @@ typedef struct ingest_cursor {
 
 typedef struct ingest_writer_config {
     int64_t threads;
-    int64_t queue_max;   /* segments waiting to be written, all streams */
-    int64_t max_pending; /* written but not yet acknowledged by Kafka, per stream */
-    char *work_dir;      /* local directory for recordings in progress */
+    int64_t queue_max;      /* segments waiting to be written, all streams */
+    int64_t max_pending;    /* written but not yet acknowledged by Kafka, per stream */
+    char *work_dir;         /* local directory for recordings in progress */
+    int64_t part_target_ms; /* low latency: longest CMAF chunk; 0: none */
 } ingest_writer_config_t;
 
 typedef struct ingest_writer ingest_writer_t;

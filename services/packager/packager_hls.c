@@ -29,12 +29,28 @@ static void put_pdt(pk_text_t *w, int64_t ms)
     pk_put(w, "#EXT-X-PROGRAM-DATE-TIME:%s\n", when);
 }
 
+/* The parts of s, before its EXTINF. */
+static void put_parts(pk_text_t *w, const pk_hls_segment_t *s)
+{
+    size_t k;
+
+    for (k = 0; k < s->nparts; k++) {
+        const pk_hls_part_t *p = &s->parts[k];
+
+        pk_put(w, "#EXT-X-PART:DURATION=%.3f,URI=\"%s\",BYTERANGE=\"%u@%u\"%s\n",
+               seconds(p->duration_90k), s->uri, p->bytes, p->offset,
+               p->independent ? ",INDEPENDENT=YES" : "");
+    }
+}
+
 int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
 {
     pk_text_t w = { .b = out };
     const char *map = NULL;
     int target = CB_MAX(m->min_target_s, 1);
-    size_t i;
+    bool ll = m->part_target_90k > 0 && m->can_block_reload && !m->vod && !m->ended;
+    int64_t left = 0, hold;
+    size_t i, parts_from = m->n;
 
     for (i = 0; i < m->n; i++) {
         const pk_hls_segment_t *s = &m->segs[i];
@@ -45,14 +61,23 @@ int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
             return -EINVAL;
         target = CB_MAX(target, rounded);
     }
+    /* parts are listed for the segments of the last three target durations */
+    while (ll && parts_from > 0 && left < 3 * target * INT64_C(90000))
+        left += m->segs[--parts_from].duration_90k;
     pk_put(&w, "#EXTM3U\n#EXT-X-VERSION:%d\n", HLS_VERSION);
     pk_put(&w, "#EXT-X-TARGETDURATION:%d\n", target);
+    if (ll)
+        pk_put(&w, "#EXT-X-PART-INF:PART-TARGET=%.3f\n", seconds(m->part_target_90k));
     pk_put(&w, "#EXT-X-MEDIA-SEQUENCE:%lld\n", (long long) m->media_sequence);
     if (!m->vod)
         pk_put(&w, "#EXT-X-DISCONTINUITY-SEQUENCE:%lld\n", (long long) m->discontinuity_sequence);
     if (m->vod)
         pk_put(&w, "#EXT-X-PLAYLIST-TYPE:VOD\n");
-    if (m->can_block_reload)
+    hold = CB_MAX(m->part_hold_back_90k, 3 * m->part_target_90k);
+    if (ll)
+        pk_put(&w, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%.3f\n",
+               seconds(hold));
+    else if (m->can_block_reload)
         pk_put(&w, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\n");
     pk_put(&w, "#EXT-X-INDEPENDENT-SEGMENTS\n");
     for (i = 0; i < m->n; i++) {
@@ -68,7 +93,18 @@ int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
             put_pdt(&w, s->pdt_ms);
         if (s->gap)
             pk_put(&w, "#EXT-X-GAP\n");
+        else if (i >= parts_from)
+            put_parts(&w, s);
         pk_put(&w, "#EXTINF:%.3f,\n%s\n", seconds(s->duration_90k), s->uri);
+    }
+    for (i = 0; ll && i < m->nreports; i++) {
+        const pk_hls_report_t *r = &m->reports[i];
+
+        pk_put(&w, "#EXT-X-RENDITION-REPORT:URI=\"%s\",LAST-MSN=%lld", r->uri,
+               (long long) r->last_msn);
+        if (r->last_part >= 0)
+            pk_put(&w, ",LAST-PART=%d", r->last_part);
+        pk_put(&w, "\n");
     }
     if (m->vod || m->ended)
         pk_put(&w, "#EXT-X-ENDLIST\n");

@@ -20,6 +20,11 @@
  *     second, never less than the caller's floor;
  *   - EXT-X-ENDLIST once a live stream ended; EXT-X-PLAYLIST-TYPE:VOD with
  *     it for VOD.
+ *   - Low latency (RFC 8216bis): EXT-X-PART-INF, EXT-X-PART for the
+ *     segments of the last three target durations (byte ranges of the
+ *     segment file: a part is one of its CMAF chunks), PART-HOLD-BACK in
+ *     EXT-X-SERVER-CONTROL, and an EXT-X-RENDITION-REPORT per other
+ *     rendition. Segments are listed whole, with all their parts.
  *
  * Thread safety: none needed; no state.
  */
@@ -32,6 +37,19 @@
 
 #include "buf.h"
 
+typedef struct pk_hls_part {
+    int64_t duration_90k;
+    uint32_t offset, bytes; /* BYTERANGE within the segment's file */
+    bool independent;       /* INDEPENDENT=YES */
+} pk_hls_part_t;
+
+/* Where another rendition's playlist ends (EXT-X-RENDITION-REPORT). */
+typedef struct pk_hls_report {
+    const char *uri; /* relative to the playlist */
+    int64_t last_msn;
+    int last_part; /* -1: leave out */
+} pk_hls_report_t;
+
 typedef struct pk_hls_segment {
     int64_t duration_90k;
     const char *uri;     /* relative to the playlist */
@@ -41,6 +59,8 @@ typedef struct pk_hls_segment {
                           * segment before it has left the window, the caller counts
                           * it in discontinuity_sequence) */
     bool gap;            /* the segment failed: EXT-X-GAP */
+    const pk_hls_part_t *parts; /* its partial segments (low latency) */
+    size_t nparts;
 } pk_hls_segment_t;
 
 typedef struct pk_hls_media {
@@ -50,6 +70,10 @@ typedef struct pk_hls_media {
     bool vod;                       /* a finished asset: PLAYLIST-TYPE:VOD and ENDLIST */
     bool ended;                     /* the live stream ended: ENDLIST */
     bool can_block_reload;          /* EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES */
+    int64_t part_target_90k;        /* low latency (needs can_block_reload): PART-TARGET; 0: none */
+    int64_t part_hold_back_90k;     /* PART-HOLD-BACK (at least 3 part targets are used) */
+    const pk_hls_report_t *reports; /* the other renditions (low latency) */
+    size_t nreports;
     const pk_hls_segment_t *segs;
     size_t n;
 } pk_hls_media_t;

@@ -600,10 +600,11 @@ static pk_playlist_state_t read_playlist(pk_origin_t *o, const char *key)
 }
 
 /*
- * A live media playlist asked for with ?_HLS_msn=N (and maybe _HLS_part,
- * ignored: segments are not cut into parts): answered now when segment N
- * is listed or the stream ended (0), refused when N is more than two past
- * the last one listed (-1, replied), or held until it is (1).
+ * A live media playlist asked for with ?_HLS_msn=N (and maybe _HLS_part=M):
+ * answered now when segment N is listed or the stream ended (0), refused
+ * when N is more than two past the last one listed (-1, replied), or held
+ * until it is (1). A segment is listed whole, with every part it has, so
+ * segment N listed answers any part of it: M is checked, not waited for.
  */
 static int hold(pk_origin_t *o, cb_http_req_t *req, const char *key)
 {

@@ -296,7 +296,7 @@ static const cb_proto_media_segment_t *piece_of(const cb_proto_rendition_t *r, s
 /* Check a result before it touches the timeline. */
 static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errlen)
 {
-    size_t i, k;
+    size_t i, k, j;
 
     if (d->seq < 0 || d->seq >= PK_MAX_NUMBER) {
         snprintf(err, errlen, "seq: out of range");
@@ -342,6 +342,21 @@ static int check_done(const cb_proto_transcode_done_t *d, char *err, size_t errl
                 snprintf(err, errlen, "renditions[%zu].segments: not in time order", i);
                 return -EINVAL;
             }
+            if (m->parts_count > UINT8_MAX) {
+                snprintf(err, errlen, "renditions[%zu].segments[%zu].parts: too many", i, k);
+                return -EINVAL;
+            }
+            for (j = 0; j < m->parts_count; j++) {
+                const cb_proto_part_t *p = &m->parts[j];
+                if (p->offset < 0 || p->bytes <= 0 || p->offset + p->bytes > m->bytes ||
+                    p->offset + p->bytes > UINT32_MAX || p->duration_90k <= 0 ||
+                    p->duration_90k > m->duration_90k) {
+                    snprintf(err, errlen,
+                             "renditions[%zu].segments[%zu].parts[%zu]: outside the segment", i, k,
+                             j);
+                    return -EINVAL;
+                }
+            }
         }
     }
     return 0;
@@ -365,9 +380,11 @@ static int publish_failed(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
 static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
 {
     const cb_proto_rendition_t *ref = NULL;
+    const cb_proto_media_segment_t *seg[PK_MAX_RENDITIONS];
     pk_rendition_t *rx[PK_MAX_RENDITIONS];
     int32_t init[PK_MAX_RENDITIONS];
-    size_t i, k;
+    pk_part_t *parts;
+    size_t i, k, nparts;
 
     for (i = 0; i < d->renditions_count; i++) {
         const cb_proto_rendition_t *r = &d->renditions[i];
@@ -398,18 +415,31 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
             tl->anchored = true;
         }
         e->pdt_ms = pdt_of(tl, e->start_90k);
-        e->pieces = calloc(tl->nrend, sizeof(*e->pieces));
+        for (i = 0, nparts = 0; i < d->renditions_count; i++) {
+            seg[i] = piece_of(&d->renditions[i], k, ref->segments_count, rs->start_pts_90k,
+                              rs->duration_90k);
+            nparts += seg[i] && rx[i] ? seg[i]->parts_count : 0;
+        }
+        /* the pieces, then their parts: one allocation */
+        e->pieces = calloc(1, tl->nrend * sizeof(*e->pieces) + nparts * sizeof(pk_part_t));
         if (!e->pieces)
             return -ENOMEM;
         e->npieces = (uint8_t) tl->nrend;
+        parts = (pk_part_t *) (e->pieces + tl->nrend);
         for (i = 0; i < d->renditions_count; i++) {
-            const cb_proto_rendition_t *r = &d->renditions[i];
-            const cb_proto_media_segment_t *s =
-                piece_of(r, k, ref->segments_count, rs->start_pts_90k, rs->duration_90k);
+            const cb_proto_media_segment_t *s = seg[i];
+            pk_piece_t *p;
+            size_t j;
+
             if (!s || !rx[i])
                 continue;
-            e->pieces[rx[i] - tl->rend] =
-                (pk_piece_t){ s->start_pts_90k, s->duration_90k, s->bytes, init[i] };
+            p = &e->pieces[rx[i] - tl->rend];
+            *p = (pk_piece_t){ s->start_pts_90k, s->duration_90k,          s->bytes,
+                               init[i],          (uint8_t) s->parts_count, parts };
+            for (j = 0; j < s->parts_count; j++)
+                *parts++ =
+                    (pk_part_t){ (uint32_t) s->parts[j].offset, (uint32_t) s->parts[j].bytes,
+                                 (int32_t) s->parts[j].duration_90k, s->parts[j].independent };
         }
         commit_entry(tl, e);
     }

@@ -55,10 +55,19 @@ typedef struct pk_rendition {
     int sample_rate, channels; /* audio */
 } pk_rendition_t;
 
+/* A CMAF chunk of a piece: an LL-HLS partial segment (a byte range of its file). */
+typedef struct pk_part {
+    uint32_t offset, bytes;
+    int32_t dur_90k;
+    bool independent;
+} pk_part_t;
+
 typedef struct pk_piece {
     int64_t start_90k, dur_90k; /* dur 0: the rendition has no file for this entry */
     int64_t bytes;
-    int32_t init; /* index into the timeline's init paths */
+    int32_t init;   /* index into the timeline's init paths */
+    uint8_t nparts; /* low latency: its chunks (in the entry's allocation) */
+    const pk_part_t *parts;
 } pk_piece_t;
 
 typedef struct pk_entry {

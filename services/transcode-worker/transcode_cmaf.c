@@ -708,7 +708,7 @@ int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t 
 }
 
 int tc_cmaf_frag_write(const tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, uint32_t seq,
-                       int64_t last_duration, cb_buf_t *out)
+                       int64_t last_duration, bool styp, cb_buf_t *out)
 {
     w_t w = { .b = out };
     size_t moof, traf, trun, b, data_offset_at;
@@ -719,12 +719,14 @@ int tc_cmaf_frag_write(const tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, uint32
         return -EINVAL;
     if (t->video)
         flags |= 0x000800; /* composition time offsets */
-    b = box_open(&w, "styp");
-    fourcc(&w, "msdh");
-    u32(&w, 0);
-    fourcc(&w, "msdh");
-    fourcc(&w, "msix");
-    box_close(&w, b);
+    if (styp) {
+        b = box_open(&w, "styp");
+        fourcc(&w, "msdh");
+        u32(&w, 0);
+        fourcc(&w, "msdh");
+        fourcc(&w, "msix");
+        box_close(&w, b);
+    }
 
     moof = box_open(&w, "moof");
     b = fullbox_open(&w, "mfhd", 0, 0);

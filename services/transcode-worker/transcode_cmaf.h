@@ -110,11 +110,12 @@ int tc_cmaf_frag_add(tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, const uint8_t 
                      int64_t dts, int64_t pts, bool sync);
 
 /*
- * Append the media segment (styp + moof + mdat) for the collected samples
- * to out. Each sample lasts until the next one's dts; the last one lasts
- * last_duration ticks. seq is the moof sequence number (>= 1).
+ * Append a CMAF chunk (moof + mdat) for the collected samples to out,
+ * after a styp when it opens a segment. Each sample lasts until the next
+ * one's dts; the last one lasts last_duration ticks. seq is the moof
+ * sequence number (>= 1).
  */
 int tc_cmaf_frag_write(const tc_cmaf_frag_t *f, const tc_cmaf_track_t *t, uint32_t seq,
-                       int64_t last_duration, cb_buf_t *out);
+                       int64_t last_duration, bool styp, cb_buf_t *out);
 
 #endif /* TRANSCODE_CMAF_H */

@@ -180,6 +180,8 @@ typedef struct out_seg {
     char key[CB_STORAGE_KEY_MAX];
     int64_t start_90k, duration_90k;
     size_t bytes;
+    cb_proto_part_t *parts; /* its chunks (low latency), as the done message says them */
+    size_t nparts;
 } out_seg_t;
 
 typedef struct out_rendition {
@@ -238,8 +240,36 @@ static int out_segment(void *arg, const tc_rendition_t *r, const tc_segment_t *s
     s->start_90k = seg->start_90k;
     s->duration_90k = seg->duration_90k;
     s->bytes = seg->len;
+    s->nparts = 0;
+    if (seg->nparts) {
+        size_t i;
+
+        s->parts = calloc(seg->nparts, sizeof(*s->parts));
+        if (!s->parts)
+            return -ENOMEM;
+        for (i = 0; i < seg->nparts; i++)
+            s->parts[i] = (cb_proto_part_t){
+                .offset = seg->parts[i].offset,
+                .bytes = seg->parts[i].len,
+                .duration_90k = seg->parts[i].duration_90k,
+                .independent = seg->parts[i].independent,
+            };
+        s->nparts = seg->nparts;
+    }
     or->n++;
     return cb_storage_put(o->storage, s->key, seg->data, seg->len);
+}
+
+static void out_free(job_out_t *o)
+{
+    size_t i, k;
+
+    if (!o)
+        return;
+    for (i = 0; i < TC_MAX_RENDITIONS; i++)
+        for (k = 0; k < o->r[i].n; k++)
+            free(o->r[i].segs[k].parts);
+    free(o);
 }
 
 /* ---- the done message ---- */
@@ -293,6 +323,8 @@ static char *build_done(const job_ctx_t *x, bool ok, const char *error, size_t *
                 .start_pts_90k = or->segs[k].start_90k,
                 .duration_90k = or->segs[k].duration_90k,
                 .bytes = (int64_t) or->segs[k].bytes,
+                .parts = or->segs[k].parts,
+                .parts_count = or->segs[k].nparts,
             };
         rends[at] = (cb_proto_rendition_t){
             .name = (char *) r->name,
@@ -467,6 +499,8 @@ static cb_kafka_result_t run_job(job_ctx_t *x, slot_t *slot, char *reason, size_
     p.cancel = &slot->cancel;
     p.hw = (tc_hw_t) j->cfg.hw_encoder;
     p.hw_device = j->cfg.hw_device;
+    if (x->job.packaging.low_latency && x->job.packaging.part_target_ms > 0)
+        p.part_90k = x->job.packaging.part_target_ms * 90;
     rc = tc_transcode(&p, &sink, x->res, err, sizeof(err));
     observe_renditions(j, x->res);
     if (rc == -EFBIG)
@@ -543,7 +577,7 @@ static cb_kafka_result_t handle(void *arg, const cb_kafka_msg_t *msg, char *reas
         r = run_job(&x, slot, reason, reasonlen);
     }
     gate_release(j, slot);
-    free(x.out);
+    out_free(x.out);
     free(x.res);
     cb_proto_transcode_job_release(&x.job);
     return r;

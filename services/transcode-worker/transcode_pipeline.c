@@ -60,12 +60,18 @@ typedef struct fq {
     run_t *run;
 } fq_t;
 
-/* The open media segment of one rendition, and the buffer it is written into. */
+/*
+ * The open media segment of one rendition, and the buffer it is written
+ * into. `frag` holds the samples of its open chunk; with low latency the
+ * chunks before it are already in `out`, each one of `parts`.
+ */
 typedef struct segw {
     tc_cmaf_frag_t frag;
     cb_buf_t out;
-    uint32_t seq;      /* segments written so far */
+    uint32_t seq;      /* fragments written so far (the mfhd sequence number) */
     int64_t start_90k; /* presentation time of the open segment's first sample */
+    tc_part_t parts[TC_MAX_PARTS];
+    size_t nparts;
 } segw_t;
 
 typedef struct rung {
@@ -249,6 +255,47 @@ static int64_t segw_last_dts(const segw_t *w)
     return w->frag.samples[w->frag.n - 1].dts;
 }
 
+/* Track ticks to the 90 kHz clock. */
+static int64_t track_to_90k(const tc_rendition_t *r, int64_t t)
+{
+    return r->track.timescale == 90000 ? t : av_rescale(t, 90000, r->track.timescale);
+}
+
+/*
+ * Write the open chunk into the open segment's bytes; last_dur is its last
+ * sample's duration. With low latency it is one of the segment's parts.
+ */
+static int seg_chunk(run_t *run, tc_rendition_t *r, segw_t *w, int64_t last_dur)
+{
+    size_t at = w->out.len;
+    int64_t first = w->frag.samples[0].dts;
+    int rc = tc_cmaf_frag_write(&w->frag, &r->track, ++w->seq, last_dur, at == 0, &w->out);
+
+    if (rc)
+        return rc;
+    if (run->p->part_90k > 0 && w->nparts < TC_MAX_PARTS)
+        w->parts[w->nparts++] = (tc_part_t){
+            .offset = (uint32_t) at,
+            .len = (uint32_t) (w->out.len - at),
+            .duration_90k = track_to_90k(r, segw_last_dts(w) + last_dur) - track_to_90k(r, first),
+            .independent = w->frag.samples[0].sync,
+        };
+    tc_cmaf_frag_reset(&w->frag);
+    return 0;
+}
+
+/*
+ * Low latency: whether the open chunk is full, so the sample at dts (track
+ * clock), lasting about dur, starts the next one. The last chunk a segment
+ * may have takes whatever is left.
+ */
+static bool seg_chunk_due(const run_t *run, const tc_rendition_t *r, const segw_t *w, int64_t dts,
+                          int64_t dur)
+{
+    return run->p->part_90k > 0 && w->frag.n > 0 && w->nparts < TC_MAX_PARTS - 1 &&
+           track_to_90k(r, dts + dur) - track_to_90k(r, w->frag.samples[0].dts) > run->p->part_90k;
+}
+
 /* Write the open segment (if any) ending at end_90k and hand it to the sink. */
 static int seg_flush(run_t *run, tc_rendition_t *r, segw_t *w, int64_t end_90k, int64_t last_dur)
 {
@@ -257,8 +304,7 @@ static int seg_flush(run_t *run, tc_rendition_t *r, segw_t *w, int64_t end_90k, 
 
     if (w->frag.n == 0)
         return 0;
-    cb_buf_reset(&w->out);
-    rc = tc_cmaf_frag_write(&w->frag, &r->track, ++w->seq, last_dur, &w->out);
+    rc = seg_chunk(run, r, w, last_dur);
     if (rc)
         return rc;
     s.seq = w->seq;
@@ -266,13 +312,16 @@ static int seg_flush(run_t *run, tc_rendition_t *r, segw_t *w, int64_t end_90k, 
     s.duration_90k = end_90k - w->start_90k;
     s.data = (const uint8_t *) w->out.data;
     s.len = w->out.len;
+    s.parts = w->nparts ? w->parts : NULL;
+    s.nparts = w->nparts;
     rc = run->sink->segment(run->sink->arg, r, &s);
     if (rc)
         return rc;
     r->bytes += w->out.len;
     r->duration_90k += s.duration_90k;
     r->segments++;
-    tc_cmaf_frag_reset(&w->frag);
+    cb_buf_reset(&w->out);
+    w->nparts = 0;
     return 0;
 }
 
@@ -348,7 +397,12 @@ static int rung_packet(void *arg, const AVPacket *pkt)
         if (rc)
             return rc;
     }
-    if (g->seg.frag.n == 0)
+    if (seg_chunk_due(run, g->r, &g->seg, dts, g->frame_dur_90k)) {
+        rc = seg_chunk(run, g->r, &g->seg, dts - segw_last_dts(&g->seg));
+        if (rc)
+            return rc;
+    }
+    if (g->seg.frag.n == 0 && g->seg.nparts == 0)
         g->seg.start_90k = pkt->pts;
     rc = tc_cmaf_frag_add(&g->seg.frag, &g->r->track, pkt->data, (size_t) pkt->size, dts, pkt->pts,
                           key);
@@ -665,7 +719,12 @@ static int audio_packet(void *arg, const AVPacket *pkt)
         if (rc)
             return rc;
     }
-    if (a->seg.frag.n == 0) {
+    if (seg_chunk_due(run, a->r, &a->seg, pkt->pts, a->enc->frame_size)) {
+        rc = seg_chunk(run, a->r, &a->seg, pkt->pts - segw_last_dts(&a->seg));
+        if (rc)
+            return rc;
+    }
+    if (a->seg.frag.n == 0 && a->seg.nparts == 0) {
         a->seg.start_90k = t90;
         /* half an AAC frame of slack, as video cuts allow half a picture */
         a->next_cut_90k = t90 + a->seg_90k - samples_to_90k(a, a->enc->frame_size / 2);

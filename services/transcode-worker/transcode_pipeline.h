@@ -52,12 +52,23 @@ typedef struct tc_rendition {
     int64_t frames;
 } tc_rendition_t;
 
+/* One CMAF chunk (moof + mdat) of a segment: an LL-HLS partial segment. */
+typedef struct tc_part {
+    uint32_t offset, len; /* its bytes in the segment's */
+    int64_t duration_90k;
+    bool independent; /* starts with a sync sample */
+} tc_part_t;
+
+#define TC_MAX_PARTS 64
+
 typedef struct tc_segment {
     uint32_t seq;      /* 1, 2, ... within this run */
     int64_t start_90k; /* presentation time of the first sample */
     int64_t duration_90k;
-    const uint8_t *data; /* styp + moof + mdat (borrowed for the call) */
+    const uint8_t *data; /* styp, then moof + mdat for each chunk (borrowed for the call) */
     size_t len;
+    const tc_part_t *parts; /* the chunks, when the run cuts them (part_90k); else NULL */
+    size_t nparts;
 } tc_segment_t;
 
 /*
@@ -80,6 +91,8 @@ typedef struct tc_params {
     int64_t duration_90k;      /* the input's expected length (0: unknown) */
     int max_width, max_height; /* refuse larger sources (0: 8192) */
     size_t queue_frames;       /* frames between rungs (0: 4) */
+    int64_t part_90k;          /* low latency: write each segment as CMAF chunks of at most
+                                * this long (the partial segments); 0: one chunk */
     atomic_bool *cancel;       /* set by another thread to abandon the run (may be NULL) */
     tc_hw_t hw;                /* hardware encoder to try first (software when it fails) */
     const char *hw_device;     /* VAAPI render node (NULL: the default) */

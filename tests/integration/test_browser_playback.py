@@ -131,11 +131,12 @@ class Players:
         keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s", "played_s",
                                         "switched", "seek_ok", "ended", "levels", "errors",
                                         "warnings", "why", "stalled_at", "exit_code",
-                                        "end_of_stream", "source_buffers")}
+                                        "end_of_stream", "source_buffers", "waiting_at")}
         keep["mode"] = mode
         print(f"\n[browser] {mode} {res.get('player')}: ok={res.get('ok')} "
               f"startup_ms={res.get('startup_ms')} latency_s={res.get('latency_s')} "
-              f"played_s={res.get('played_s')} switched={res.get('switched')} "
+              f"played_s={res.get('played_s')} waiting={len(res.get('waiting_at') or [])} "
+              f"switched={res.get('switched')} "
               f"seek_ok={res.get('seek_ok')} ended={res.get('ended')} "
               f"levels={res.get('levels')} why={res.get('why')}", flush=True)
         with open(self.results, "a") as f:

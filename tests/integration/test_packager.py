@@ -591,6 +591,42 @@ def test_bad_results_go_to_the_dead_letter_topic(start_daemon, stack, results, s
         dlq.close()
 
 
+PART_RE = re.compile(r'^#EXT-X-PART:DURATION=([0-9.]+),URI="([^"]+)",BYTERANGE="(\d+)@(\d+)"'
+                     r'(,INDEPENDENT=YES)?$', re.M)
+
+
+def check_low_latency(p, sid, rung):
+    """A live stream is low latency by default: LL-HLS playlists whose parts
+    are the CMAF chunks of the segments, byte ranges that cover each file."""
+    media = wait_until(lambda: (lambda t: t if len(PART_RE.findall(t)) >= 8 else None)(
+        playlist(p, f"/live/{sid}/{rung}.m3u8")), 60, what=f"parts in {rung}.m3u8")
+    assert tag(media, "EXT-X-PART-INF") == "PART-TARGET=0.500", media
+    assert tag(media, "EXT-X-SERVER-CONTROL") == "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500", media
+    assert "#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\",LAST-MSN=" in media, media
+    by_uri = {}
+    for dur, uri, length, offset, indep in PART_RE.findall(media):
+        by_uri.setdefault(uri, []).append((float(dur), int(length), int(offset), bool(indep)))
+    listed = {u: d for u, d, _ in segments(media)}
+    for uri, parts in by_uri.items():
+        data = p.get(f"/live/{sid}/{uri}").content
+        assert sum(n for _, n, _, _ in parts) == len(data), (uri, parts, len(data))
+        assert abs(sum(d for d, _, _, _ in parts) - listed[uri]) < 0.05, (uri, parts, listed[uri])
+        assert parts[0][3] and parts[0][2] == 0, (uri, parts)  # a segment starts with its keyframe
+        for i, (dur, length, offset, _) in enumerate(parts):
+            assert dur <= 0.5 and (i == 0 or offset == parts[i - 1][2] + parts[i - 1][1]), parts
+            r = p.get(f"/live/{sid}/{uri}", headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+            assert r.status_code == 206 and r.content == data[offset:offset + length]
+            box = r.content[4:8] if i else r.content[r.content.index(b"moof") - 4:][4:8]
+            assert box == b"moof", (uri, i, r.content[:16])
+    audio = playlist(p, f"/live/{sid}/audio.m3u8")
+    aparts = PART_RE.findall(audio)
+    assert aparts and all(x[4] for x in aparts), audio  # every audio chunk is independent
+    # a part of the last segment is listed already: answered at once
+    last = int(tag(media, "EXT-X-MEDIA-SEQUENCE")) + len(segments(media)) - 1
+    r = p.get(f"/live/{sid}/{rung}.m3u8?_HLS_msn={last}&_HLS_part=1")
+    assert r.status_code == 200 and "#EXT-X-PART-INF" in r.text
+
+
 def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
     """RTMP publish -> ingest -> transcode-worker -> packager -> ffmpeg plays
     the HLS and the DASH through the origin, live and as VOD."""
@@ -613,6 +649,7 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
         assert live.returncode == 0, live.stderr
         kinds = sorted({x["codec_type"] for x in json.loads(live.stdout)["streams"]})
         assert kinds == ["audio", "video"]
+        check_low_latency(p, s["id"], video[0])
         finish(pub)
         vod = events.wait(s["id"], lambda m: any(e["type"] == "vod_ready" for e in m), 240,
                           "vod_ready")[-1]

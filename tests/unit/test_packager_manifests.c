@@ -101,6 +101,50 @@ static void test_live_window(void **state)
 }
 
 /*
+ * Low latency: 2 s segments of four 0.5 s CMAF chunks; the parts of the
+ * last three target durations are listed (the oldest segment's are not),
+ * a gap has none, and the other renditions are reported.
+ */
+static void test_live_low_latency(void **state)
+{
+    static const pk_hls_part_t parts[4] = {
+        { 45000, 0, 41234, true },
+        { 45000, 41234, 9876, false },
+        { 45000, 51110, 10001, false },
+        { 45000, 61111, 9999, false },
+    };
+    static const pk_hls_report_t reports[2] = {
+        { "480p.m3u8", 124, 3 },
+        { "audio.m3u8", 124, -1 },
+    };
+    pk_hls_segment_t segs[5];
+    char uris[5][64];
+    pk_hls_media_t m = { .media_sequence = 120,
+                         .min_target_s = 2,
+                         .can_block_reload = true,
+                         .part_target_90k = 45000,
+                         .part_hold_back_90k = 3 * 45000,
+                         .reports = reports,
+                         .nreports = 2,
+                         .segs = segs,
+                         .n = 5 };
+    size_t i;
+
+    (void) state;
+    timeline(segs, uris, 5, 120 * SEG, "720p/init-0123456789abcdef.mp4");
+    for (i = 0; i < 5; i++) {
+        segs[i].parts = parts;
+        segs[i].nparts = 4;
+    }
+    segs[3].gap = true;
+    segs[3].map_uri = NULL;
+    media_golden(&m, "live_low_latency.m3u8");
+    /* without blocking reloads a playlist is not low latency */
+    m.can_block_reload = false;
+    media_golden(&m, "live_low_latency_no_blocking.m3u8");
+}
+
+/*
  * A reconnect (discontinuity, new encoder configuration: a new init
  * segment), a failed job (gap), a segment longer than the target, a window
  * that lost one discontinuity from its front, and the stream's end.
@@ -346,10 +390,15 @@ static void test_dash_timeline_joins_jitter(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_live_window), cmocka_unit_test(test_live_discontinuity_gap_and_end),
-        cmocka_unit_test(test_vod),         cmocka_unit_test(test_bad_media_playlists),
-        cmocka_unit_test(test_master),      cmocka_unit_test(test_dash_live),
-        cmocka_unit_test(test_dash_vod),    cmocka_unit_test(test_dash_timeline_joins_jitter),
+        cmocka_unit_test(test_live_window),
+        cmocka_unit_test(test_live_discontinuity_gap_and_end),
+        cmocka_unit_test(test_live_low_latency),
+        cmocka_unit_test(test_vod),
+        cmocka_unit_test(test_bad_media_playlists),
+        cmocka_unit_test(test_master),
+        cmocka_unit_test(test_dash_live),
+        cmocka_unit_test(test_dash_vod),
+        cmocka_unit_test(test_dash_timeline_joins_jitter),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -352,8 +352,12 @@ static void test_cmaf_track_h264(void **state)
     assert_int_equal(f.data.len, 4 + 3);
     assert_int_equal(tc_cmaf_frag_add(&f, &t, au, 6, 3000, 3000, false), -EINVAL);
     cb_buf_init(&b, 1 << 16);
-    assert_int_equal(tc_cmaf_frag_write(&f, &t, 1, 3000, &b), 0);
+    assert_int_equal(tc_cmaf_frag_write(&f, &t, 1, 3000, true, &b), 0);
     assert_memory_equal(b.data + 4, "styp", 4);
+    /* a segment's later chunks: moof + mdat only */
+    cb_buf_reset(&b);
+    assert_int_equal(tc_cmaf_frag_write(&f, &t, 2, 3000, false, &b), 0);
+    assert_memory_equal(b.data + 4, "moof", 4);
     cb_buf_release(&b);
     tc_cmaf_frag_release(&f);
 }
