@@ -109,13 +109,14 @@ def start_packager(start_daemon, storage, **extra):
     return p
 
 
-def start_pipeline(start_daemon, storage):
+def start_pipeline(start_daemon, storage, part_target="0"):
     """ingest (the preview profile), a transcode-worker and a packager on one
-    storage, all ready; returns them."""
+    storage, all ready; returns them. part_target: ingest's (low latency)."""
     from test_ingest import INGEST_ENV
 
     env = {"CASTBUS_STORAGE_URL": f"file://{storage}", "CASTBUS_STORAGE_FSYNC": "false"}
-    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview", **env))
+    ingest = start_daemon("ingest", dict(INGEST_ENV, CASTBUS_DEFAULT_PROFILE="preview",
+                                         CASTBUS_PART_TARGET=part_target, **env))
     worker = start_daemon("transcode-worker", env)
     p = start_packager(start_daemon, storage)
     ingest.wait_ready()
@@ -596,8 +597,8 @@ PART_RE = re.compile(r'^#EXT-X-PART:DURATION=([0-9.]+),URI="([^"]+)",BYTERANGE="
 
 
 def check_low_latency(p, sid, rung):
-    """A live stream is low latency by default: LL-HLS playlists whose parts
-    are the CMAF chunks of the segments, byte ranges that cover each file."""
+    """A low-latency live stream: LL-HLS playlists whose parts are the CMAF
+    chunks of the segments, byte ranges that cover each file."""
     media = wait_until(lambda: (lambda t: t if len(PART_RE.findall(t)) >= 8 else None)(
         playlist(p, f"/live/{sid}/{rung}.m3u8")), 60, what=f"parts in {rung}.m3u8")
     assert tag(media, "EXT-X-PART-INF") == "PART-TARGET=0.500", media
@@ -632,7 +633,7 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
     the HLS and the DASH through the origin, live and as VOD."""
     from test_ingest import create_stream, finish, publish
 
-    ingest, _, p = start_pipeline(start_daemon, tmp_path / "media")
+    ingest, _, p = start_pipeline(start_daemon, tmp_path / "media", part_target="500ms")
     events = TopicReader(stack, "media.package.events")
     try:
         s = create_stream(ingest)
