@@ -37,10 +37,12 @@
 
 #include "buf.h"
 
+/* A partial segment: one CMAF chunk of the segment's file (the timeline
+ * keeps these, so they are compact). */
 typedef struct pk_hls_part {
-    int64_t duration_90k;
     uint32_t offset, bytes; /* BYTERANGE within the segment's file */
-    bool independent;       /* INDEPENDENT=YES */
+    int32_t duration_90k;
+    bool independent; /* INDEPENDENT=YES */
 } pk_hls_part_t;
 
 /* Where another rendition's playlist ends (EXT-X-RENDITION-REPORT). */

@@ -44,45 +44,31 @@ static const pk_piece_t *piece(const pk_entry_t *e, size_t ri)
 }
 
 /*
- * Low latency: the parts of the entries at the live edge (*parts, to be
- * freed), and where the other renditions end. Returns the part target (0:
- * the playlist is not low latency), or -ENOMEM.
+ * Low latency: the parts of the entries at the live edge, and where the
+ * other renditions end. Returns the part target (0: the playlist is not
+ * low latency; the writer also leaves parts out of VOD and ended ones).
  */
 static int64_t edge_parts(const pk_timeline_t *tl, size_t ri, size_t from, pk_hls_segment_t *segs,
-                          pk_hls_part_t **partsp, pk_hls_report_t *reports, uri_t *report_uris,
-                          size_t *nreports)
+                          pk_hls_report_t *reports, uri_t *report_uris, size_t *nreports)
 {
-    size_t n = tl->n - from, edge = n > PART_ENTRIES ? n - PART_ENTRIES : 0, i, j, k, used = 0;
+    size_t n = tl->n - from, i, j, used = 0;
     const pk_entry_t *last = n ? pk_tl_entry(tl, tl->n - 1) : NULL;
-    pk_hls_part_t *parts;
 
     *nreports = 0;
     if (!tl->packaging.low_latency || tl->packaging.part_target_ms <= 0 || !last)
         return 0;
-    for (i = edge; i < n; i++) {
-        const pk_entry_t *e = pk_tl_entry(tl, from + i);
-        const pk_piece_t *p = e->gap ? NULL : piece(e, ri);
-
-        used += p ? p->nparts : 0;
-    }
-    if (used == 0)
-        return 0; /* nothing at the edge was cut into parts */
-    *partsp = parts = calloc(used, sizeof(*parts));
-    if (!parts)
-        return -ENOMEM;
-    used = 0;
-    for (i = edge; i < n; i++) {
+    for (i = n > PART_ENTRIES ? n - PART_ENTRIES : 0; i < n; i++) {
         const pk_entry_t *e = pk_tl_entry(tl, from + i);
         const pk_piece_t *p = e->gap ? NULL : piece(e, ri);
 
         if (!p || p->nparts == 0)
             continue;
-        segs[i].parts = parts + used;
+        segs[i].parts = p->parts;
         segs[i].nparts = p->nparts;
-        for (k = 0; k < p->nparts; k++)
-            parts[used++] = (pk_hls_part_t){ p->parts[k].dur_90k, p->parts[k].offset,
-                                             p->parts[k].bytes, p->parts[k].independent };
+        used += p->nparts;
     }
+    if (used == 0)
+        return 0; /* nothing at the edge was cut into parts */
     for (j = 0; j < tl->nrend; j++) {
         const pk_piece_t *p = last->gap ? NULL : piece(last, j);
         size_t at = *nreports;
@@ -107,10 +93,9 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
     size_t n = tl->n - from, i, nreports = 0;
     pk_hls_segment_t *segs = calloc(n ? n : 1, sizeof(*segs));
     uri_t *uris = calloc(n ? n : 1, sizeof(*uris) * 2);
-    pk_hls_part_t *parts = NULL;
     pk_hls_report_t reports[PK_MAX_RENDITIONS];
     uri_t report_uris[PK_MAX_RENDITIONS];
-    int64_t part_target = 0;
+    int64_t part_target;
     int rc;
 
     if (!segs || !uris) {
@@ -137,13 +122,7 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
             segs[i].map_uri = map;
         }
     }
-    if (!o->vod && !tl->ended && o->can_block_reload)
-        part_target = edge_parts(tl, ri, from, segs, &parts, reports, report_uris, &nreports);
-    if (part_target < 0) {
-        free(segs);
-        free(uris);
-        return (int) part_target;
-    }
+    part_target = edge_parts(tl, ri, from, segs, reports, report_uris, &nreports);
     rc = pk_hls_write_media(
         &(pk_hls_media_t){
             .media_sequence = n ? pk_tl_entry(tl, from)->msn : tl->next_msn,
@@ -160,7 +139,6 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
             .n = n,
         },
         out);
-    free(parts);
     free(segs);
     free(uris);
     return rc;

@@ -383,7 +383,7 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
     const cb_proto_media_segment_t *seg[PK_MAX_RENDITIONS];
     pk_rendition_t *rx[PK_MAX_RENDITIONS];
     int32_t init[PK_MAX_RENDITIONS];
-    pk_part_t *parts;
+    pk_hls_part_t *parts;
     size_t i, k, nparts;
 
     for (i = 0; i < d->renditions_count; i++) {
@@ -421,11 +421,11 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
             nparts += seg[i] && rx[i] ? seg[i]->parts_count : 0;
         }
         /* the pieces, then their parts: one allocation */
-        e->pieces = calloc(1, tl->nrend * sizeof(*e->pieces) + nparts * sizeof(pk_part_t));
+        e->pieces = calloc(1, tl->nrend * sizeof(*e->pieces) + nparts * sizeof(pk_hls_part_t));
         if (!e->pieces)
             return -ENOMEM;
         e->npieces = (uint8_t) tl->nrend;
-        parts = (pk_part_t *) (e->pieces + tl->nrend);
+        parts = (pk_hls_part_t *) (e->pieces + tl->nrend);
         for (i = 0; i < d->renditions_count; i++) {
             const cb_proto_media_segment_t *s = seg[i];
             pk_piece_t *p;
@@ -438,8 +438,8 @@ static int publish_ok(pk_timeline_t *tl, const cb_proto_transcode_done_t *d)
                                init[i],          (uint8_t) s->parts_count, parts };
             for (j = 0; j < s->parts_count; j++)
                 *parts++ =
-                    (pk_part_t){ (uint32_t) s->parts[j].offset, (uint32_t) s->parts[j].bytes,
-                                 (int32_t) s->parts[j].duration_90k, s->parts[j].independent };
+                    (pk_hls_part_t){ (uint32_t) s->parts[j].offset, (uint32_t) s->parts[j].bytes,
+                                     (int32_t) s->parts[j].duration_90k, s->parts[j].independent };
         }
         commit_entry(tl, e);
     }

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "cb_proto.h"
+#include "packager_hls.h"
 
 #define PK_MAX_RENDITIONS 16
 #define PK_MAX_PENDING    64 /* results held behind a missing one */
@@ -55,19 +56,12 @@ typedef struct pk_rendition {
     int sample_rate, channels; /* audio */
 } pk_rendition_t;
 
-/* A CMAF chunk of a piece: an LL-HLS partial segment (a byte range of its file). */
-typedef struct pk_part {
-    uint32_t offset, bytes;
-    int32_t dur_90k;
-    bool independent;
-} pk_part_t;
-
 typedef struct pk_piece {
     int64_t start_90k, dur_90k; /* dur 0: the rendition has no file for this entry */
     int64_t bytes;
-    int32_t init;   /* index into the timeline's init paths */
-    uint8_t nparts; /* low latency: its chunks (in the entry's allocation) */
-    const pk_part_t *parts;
+    int32_t init;               /* index into the timeline's init paths */
+    uint8_t nparts;             /* low latency: its chunks (in the entry's allocation) */
+    const pk_hls_part_t *parts; /* as the playlist lists them */
 } pk_piece_t;
 
 typedef struct pk_entry {

@@ -285,15 +285,22 @@ static int seg_chunk(run_t *run, tc_rendition_t *r, segw_t *w, int64_t last_dur)
 }
 
 /*
- * Low latency: whether the open chunk is full, so the sample at dts (track
- * clock), lasting about dur, starts the next one. The last chunk a segment
- * may have takes whatever is left.
+ * Low latency: write the open chunk when it is full, so that the sample at
+ * dts (track clock), lasting about dur, starts the next one. The last
+ * chunk a segment may have takes whatever is left.
  */
-static bool seg_chunk_due(const run_t *run, const tc_rendition_t *r, const segw_t *w, int64_t dts,
-                          int64_t dur)
+static int seg_chunk_if_full(run_t *run, tc_rendition_t *r, segw_t *w, int64_t dts, int64_t dur)
 {
-    return run->p->part_90k > 0 && w->frag.n > 0 && w->nparts < TC_MAX_PARTS - 1 &&
-           track_to_90k(r, dts + dur) - track_to_90k(r, w->frag.samples[0].dts) > run->p->part_90k;
+    if (run->p->part_90k <= 0 || w->frag.n == 0 || w->nparts >= TC_MAX_PARTS - 1 ||
+        track_to_90k(r, dts + dur) - track_to_90k(r, w->frag.samples[0].dts) <= run->p->part_90k)
+        return 0;
+    return seg_chunk(run, r, w, dts - segw_last_dts(w));
+}
+
+/* Whether the segment is still empty (its first chunk may be written already). */
+static bool segw_empty(const segw_t *w)
+{
+    return w->frag.n == 0 && w->nparts == 0;
 }
 
 /* Write the open segment (if any) ending at end_90k and hand it to the sink. */
@@ -307,7 +314,7 @@ static int seg_flush(run_t *run, tc_rendition_t *r, segw_t *w, int64_t end_90k, 
     rc = seg_chunk(run, r, w, last_dur);
     if (rc)
         return rc;
-    s.seq = w->seq;
+    s.seq = r->segments + 1;
     s.start_90k = w->start_90k;
     s.duration_90k = end_90k - w->start_90k;
     s.data = (const uint8_t *) w->out.data;
@@ -397,12 +404,10 @@ static int rung_packet(void *arg, const AVPacket *pkt)
         if (rc)
             return rc;
     }
-    if (seg_chunk_due(run, g->r, &g->seg, dts, g->frame_dur_90k)) {
-        rc = seg_chunk(run, g->r, &g->seg, dts - segw_last_dts(&g->seg));
-        if (rc)
-            return rc;
-    }
-    if (g->seg.frag.n == 0 && g->seg.nparts == 0)
+    rc = seg_chunk_if_full(run, g->r, &g->seg, dts, g->frame_dur_90k);
+    if (rc)
+        return rc;
+    if (segw_empty(&g->seg))
         g->seg.start_90k = pkt->pts;
     rc = tc_cmaf_frag_add(&g->seg.frag, &g->r->track, pkt->data, (size_t) pkt->size, dts, pkt->pts,
                           key);
@@ -719,12 +724,10 @@ static int audio_packet(void *arg, const AVPacket *pkt)
         if (rc)
             return rc;
     }
-    if (seg_chunk_due(run, a->r, &a->seg, pkt->pts, a->enc->frame_size)) {
-        rc = seg_chunk(run, a->r, &a->seg, pkt->pts - segw_last_dts(&a->seg));
-        if (rc)
-            return rc;
-    }
-    if (a->seg.frag.n == 0 && a->seg.nparts == 0) {
+    rc = seg_chunk_if_full(run, a->r, &a->seg, pkt->pts, a->enc->frame_size);
+    if (rc)
+        return rc;
+    if (segw_empty(&a->seg)) {
         a->seg.start_90k = t90;
         /* half an AAC frame of slack, as video cuts allow half a picture */
         a->next_cut_90k = t90 + a->seg_90k - samples_to_90k(a, a->enc->frame_size / 2);

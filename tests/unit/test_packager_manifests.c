@@ -108,10 +108,10 @@ static void test_live_window(void **state)
 static void test_live_low_latency(void **state)
 {
     static const pk_hls_part_t parts[4] = {
-        { 45000, 0, 41234, true },
-        { 45000, 41234, 9876, false },
-        { 45000, 51110, 10001, false },
-        { 45000, 61111, 9999, false },
+        { 0, 41234, 45000, true },
+        { 41234, 9876, 45000, false },
+        { 51110, 10001, 45000, false },
+        { 61111, 9999, 45000, false },
     };
     static const pk_hls_report_t reports[2] = {
         { "480p.m3u8", 124, 3 },
