@@ -96,14 +96,15 @@ const cb_config_key_t ingest_config_keys[] = {
       .help = "A publisher whose keyframes are further apart than this is refused." },
     { .name = "part_target",
       .type = CB_CONFIG_DURATION,
-      .def = "0",
+      .def = "1s",
       .min = 0,
       .max = 2000,
       .offset = offsetof(ingest_config_t, part_target_ms),
-      .help = "Low latency (experimental): the transcoders write every segment as CMAF chunks "
-              "of at most this long, the LL-HLS partial segments (PART-TARGET). Parts still "
-              "come a segment at a time, which hls.js's blocking reloads do not wait for "
-              "under load (see docs/packager.md). 0: whole segments only." },
+      .help = "Low latency: the transcoders write every segment as CMAF chunks of at most "
+              "this long, the LL-HLS partial segments (PART-TARGET). Parts come a segment at "
+              "a time, so keep 3 x this above the segment duration: hls.js gives a blocking "
+              "reload max(3 x PART-TARGET, 0.8 x TARGETDURATION) (see docs/packager.md). "
+              "0: whole segments only." },
     { .name = "max_segment_size",
       .type = CB_CONFIG_BYTES,
       .def = "128MiB",

@@ -16,8 +16,9 @@
 //
 // startup_ms: from the player's load call to the video element's first
 // 'playing'. played_s: how far currentTime advanced while playing (seek jumps
-// not counted). switched: the player was forced onto another video rendition
-// and a segment of it was both loaded and rendered (player event, or the
+// not counted). switched: the player was told to play another video rendition
+// from its next segment on (as its ABR does: no buffer flush, so no stall that
+// would add to the latency measured) and a segment of it was both loaded and rendered (player event, or the
 // decoded picture size became the new rendition's). latency_s (live only):
 // wall clock minus the wall-clock time of the playhead as the player maps it
 // (hls.js playingDate from EXT-X-PROGRAM-DATE-TIME, dash.js
@@ -188,7 +189,7 @@ async function drive(p) {
       },
       levels: () => hls.levels.map((l) => ({ name: name(l), height: l.height, bitrate: l.bitrate })),
       current: () => (hls.currentLevel >= 0 ? hls.currentLevel : hls.loadLevel),
-      force(i) { hls.currentLevel = i; },
+      force(i) { hls.nextLevel = i; },
       date: () => hls.playingDate,
       range() {
         const s = video.seekable;
@@ -235,8 +236,8 @@ async function drive(p) {
         return c ? reps().findIndex((x) => x.id === c.id) : -1;
       },
       force(i) {
-        if (player.setRepresentationForTypeByIndex) player.setRepresentationForTypeByIndex('video', i, true);
-        else player.setQualityFor('video', i, true);  // dash.js 4
+        if (player.setRepresentationForTypeByIndex) player.setRepresentationForTypeByIndex('video', i, false);
+        else player.setQualityFor('video', i, false);  // dash.js 4
       },
       id: (i) => reps()[i].id,
       latency: () => player.getCurrentLiveLatency(),
@@ -284,7 +285,7 @@ async function drive(p) {
         const a = player.getVariantTracks().find((t) => t.active);
         return a ? videos().findIndex((t) => t.videoId === a.videoId) : -1;
       },
-      force(i) { player.selectVariantTrack(videos()[i], true); },
+      force(i) { player.selectVariantTrack(videos()[i], false); },
       id: (i) => videos()[i].originalVideoId || `${videos()[i].height}p`,
       date: () => player.getPlayheadTimeAsDate(),
       range() { const s = player.seekRange(); return { start: s.start, end: s.end }; },
