@@ -640,9 +640,11 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
 
     ingest, _, p = start_pipeline(start_daemon, tmp_path / "media")  # low latency by default
     events = TopicReader(stack, "media.package.events")
+    pub = None
     try:
         s = create_stream(ingest)
-        pub = publish(s["publish"]["rtmp"])
+        # live until the checks are done (low-latency parts are for live playlists only)
+        pub = publish(s["publish"]["rtmp"], loops=19)
         master = wait_until(lambda: playlist(p, f"/live/{s['id']}/master.m3u8") or None, 120,
                             what="the live master playlist")
         info = p.get(f"/v1/streams/{s['id']}/packaging", key=ADMIN_KEY).json()
@@ -656,6 +658,10 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
         kinds = sorted({x["codec_type"] for x in json.loads(live.stdout)["streams"]})
         assert kinds == ["audio", "video"]
         check_low_latency(p, s["id"], video[0])
+        wait_until(lambda: len(segments(playlist(p, f"/live/{s['id']}/{video[0]}.m3u8"))) >= 3,
+                   120, what="3 live segments")
+        assert pub.poll() is None, "the publisher ended before the live checks were done"
+        pub.send_signal(signal.SIGINT)  # ffmpeg unpublishes, as OBS does
         finish(pub)
         vod = events.wait(s["id"], lambda m: any(e["type"] == "vod_ready" for e in m), 240,
                           "vod_ready")[-1]
@@ -666,3 +672,6 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
         assert vod["duration_ms"] >= 5000
     finally:
         events.close()
+        if pub is not None and pub.poll() is None:
+            pub.kill()
+            pub.communicate()
