@@ -18,8 +18,8 @@
 // 'playing'. played_s: how far currentTime advanced while playing (seek jumps
 // not counted). switched: the player was told to play another video rendition
 // from its next segment on (as its ABR does: no buffer flush, so no stall that
-// would add to the latency measured) and a segment of it was both loaded and rendered (player event, or the
-// decoded picture size became the new rendition's). latency_s (live only):
+// would add to the latency measured) and a segment of it was both loaded and
+// rendered (player event, or the decoded picture size became the new rendition's). latency_s (live only):
 // wall clock minus the wall-clock time of the playhead as the player maps it
 // (hls.js playingDate from EXT-X-PROGRAM-DATE-TIME, dash.js
 // getCurrentLiveLatency(), Shaka getPlayheadTimeAsDate()), median of samples.

@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import ROOT, TopicReader, commit_group_to_end, unique, wait_until
-from test_ingest import create_stream, finish, publish
+from test_ingest import create_stream, finish, publish, stop
 from test_packager import DONE, playlist, segments, start_pipeline
 
 E2E = ROOT / "tests" / "e2e"
@@ -278,9 +278,8 @@ def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_
     finally:
         players.stop_all()
         events.close()
-        if pub is not None and pub.poll() is None:
-            pub.kill()
-            pub.communicate()
+        if pub is not None:
+            stop(pub)
 
     assert still_live, "the publisher ended before the live checks were done"
     failures = []

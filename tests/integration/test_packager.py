@@ -636,7 +636,7 @@ def check_low_latency(p, sid, rung, target=1.0):
 def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
     """RTMP publish -> ingest -> transcode-worker -> packager -> ffmpeg plays
     the HLS and the DASH through the origin, live and as VOD."""
-    from test_ingest import create_stream, finish, publish
+    from test_ingest import create_stream, finish, publish, stop
 
     ingest, _, p = start_pipeline(start_daemon, tmp_path / "media")  # low latency by default
     events = TopicReader(stack, "media.package.events")
@@ -672,6 +672,5 @@ def test_publish_to_playback_through_the_origin(start_daemon, stack, tmp_path):
         assert vod["duration_ms"] >= 5000
     finally:
         events.close()
-        if pub is not None and pub.poll() is None:
-            pub.kill()
-            pub.communicate()
+        if pub is not None:
+            stop(pub)
