@@ -11,7 +11,8 @@
 //  warnings:[non-fatal], levels:[renditions], switched, switch:{from,to,loaded,rendered},
 //  latency_s, seek_ok, seek:{range,from,to,landed,...}, ended, duration_s, live,
 //  waiting_at:[playhead at each 'waiting'], stalled_at, segments:{rendition: requests},
-//  video:{width,height,current_time,buffered}, source_buffers:[{type,buffered}],
+//  video:{width,height,current_time,buffered,ready_state,seeking,paused,playback_rate,
+//         frames_decoded,frames_dropped}, source_buffers:[{type,buffered}],
 //  end_of_stream, user_agent, wall_s}
 //
 // startup_ms: from the player's load call to the video element's first
@@ -408,7 +409,15 @@ async function drive(p) {
   for (let i = 0; i < video.buffered.length; i++) {
     buffered.push([Math.round(video.buffered.start(i) * 1000) / 1000, Math.round(video.buffered.end(i) * 1000) / 1000]);
   }
-  r.video = { width: video.videoWidth, height: video.videoHeight, current_time: video.currentTime, buffered };
+  const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : {};
+  r.video = {
+    width: video.videoWidth, height: video.videoHeight, current_time: video.currentTime, buffered,
+    // what the element itself says when it stopped: waiting for data (readyState
+    // below 3), stuck seeking, paused, or a playback rate of 0 (a player's stall)
+    ready_state: video.readyState, seeking: video.seeking, paused: video.paused,
+    playback_rate: video.playbackRate, frames_decoded: quality.totalVideoFrames ?? null,
+    frames_dropped: quality.droppedVideoFrames ?? null,
+  };
   r.source_buffers = (window.__castbusSourceBuffers || []).map(({ type, sb }) => {
     const ranges = [];
     try {

@@ -42,6 +42,10 @@ MAX_LOOPS = 19  # the publisher stops by itself after 120 s at the latest
 LIVE_PLAY_S = 20  # long enough to cross several segment boundaries and loop points
 GAP_JOBS = (14, 18)  # jobs of the stream replayed with a failed one: at least, at most
 GAP_FAILED = 6    # the one that fails: a few segments after the players start
+# VOD plays fast to keep the test short, but at 2x, a speed viewers use: at 4x
+# dash.js in Chromium stopped 0.5 s before the end in a few runs (all data
+# buffered, endOfStream called), never at the same files played again
+VOD_RATE = "2"
 
 
 def _modules_present():
@@ -242,8 +246,8 @@ def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_
         finish(pub)
         vod = events.wait(sid, lambda m: any(e["type"] == "vod_ready" for e in m), 240,
                           "vod_ready")[-1]
-        # the asset from its start to its end, at 4x
-        vods = [players.start(player, p.url(vod[path]), "--vod", "--rate", "4", timeout=120)
+        # the asset from its start to its end, fast
+        vods = [players.start(player, p.url(vod[path]), "--vod", "--rate", VOD_RATE, timeout=120)
                 for player, path in (("hls.js", "hls_path"), ("dash.js", "dash_path"),
                                      ("shaka", "dash_path"))]
         vods = [players.result(run, "vod") for run in vods]
@@ -270,7 +274,7 @@ def test_live_and_vod_play_in_hls_js_dash_js_and_shaka(start_daemon, stack, tmp_
         assert sum(1 for _, _, g in segments(gap_media) if g) >= 1, gap_media
         gap_vod = events.wait(gid, lambda m: any(e["type"] == "vod_ready" for e in m), 120,
                               "vod_ready of the replayed stream")[-1]
-        gap_vods = [players.start(player, p.url(gap_vod[path]), "--vod", "--rate", "4",
+        gap_vods = [players.start(player, p.url(gap_vod[path]), "--vod", "--rate", VOD_RATE,
                                   timeout=120)
                     for player, path in (("hls.js", "hls_path"), ("dash.js", "dash_path"),
                                          ("shaka", "dash_path"))]
