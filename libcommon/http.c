@@ -147,6 +147,8 @@ struct cb_http {
     cb_apikeys_t *keys;
     struct lws_context *ctx;
     struct lws_vhost *vh;
+    struct lws_vhost *vh_h2; /* no_listen, no TLS: HTTP/2 by prior knowledge */
+    char vh_h2_name[48];     /* lws keeps the pointer */
     struct lws_protocols protocols[2];
     route_entry_t routes[MAX_ROUTES];
     size_t nroutes;
@@ -318,6 +320,7 @@ int cb_http_post(cb_http_t *h, void (*fn)(void *arg), void *arg)
 typedef struct adoption {
     cb_http_t *h;
     int fd;
+    bool h2;
 } adoption_t;
 
 static void adopt_on_loop(void *arg)
@@ -328,12 +331,13 @@ static void adopt_on_loop(void *arg)
 
     fd.sockfd = a->fd;
     /* on failure lws has closed the socket */
-    if (!lws_adopt_descriptor_vhost(a->h->vh, (lws_adoption_type) type, fd, NULL, NULL))
+    if (!lws_adopt_descriptor_vhost(a->h2 ? a->h->vh_h2 : a->h->vh, (lws_adoption_type) type, fd,
+                                    NULL, NULL))
         cb_log_warn("http: a connection could not be adopted");
     free(a);
 }
 
-int cb_http_adopt(cb_http_t *h, int fd)
+static int adopt(cb_http_t *h, int fd, bool h2)
 {
     adoption_t *a = malloc(sizeof(*a));
     int rc;
@@ -342,13 +346,37 @@ int cb_http_adopt(cb_http_t *h, int fd)
         close(fd);
         return -ENOMEM;
     }
-    *a = (adoption_t){ h, fd };
+    *a = (adoption_t){ h, fd, h2 };
     rc = cb_http_post(h, adopt_on_loop, a);
     if (rc) {
         close(fd);
         free(a);
     }
     return rc;
+}
+
+int cb_http_adopt(cb_http_t *h, int fd)
+{
+    return adopt(h, fd, false);
+}
+
+int cb_http_adopt_h2(cb_http_t *h, int fd)
+{
+    if (!h->vh_h2) {
+        close(fd);
+        return -ENOTSUP;
+    }
+    return adopt(h, fd, true);
+}
+
+int cb_http_sniff(const void *buf, size_t len)
+{
+    static const char preface[] = "PRI ";
+    size_t n = CB_MIN(len, sizeof(preface) - 1);
+
+    if (memcmp(buf, preface, n) != 0)
+        return CB_HTTP_SNIFF_H1;
+    return n == sizeof(preface) - 1 ? CB_HTTP_SNIFF_H2 : CB_HTTP_SNIFF_MORE;
 }
 
 /* Loop thread: run posts and schedule writes for requests answered elsewhere. */
@@ -1455,6 +1483,17 @@ int cb_http_start(cb_http_t *h, char *err, size_t errlen)
     }
     if (!h->no_listen)
         h->port = lws_get_vhost_listen_port(h->vh);
+    if (h->no_listen && !h->tls_cert[0]) {
+        /* connections the owner saw open with the HTTP/2 preface */
+        snprintf(h->vh_h2_name, sizeof(h->vh_h2_name), "%s-h2", h->daemon);
+        info.vhost_name = h->vh_h2_name;
+        info.options |= LWS_SERVER_OPTION_H2_PRIOR_KNOWLEDGE;
+        h->vh_h2 = lws_create_vhost(h->ctx, &info);
+        if (!h->vh_h2) {
+            snprintf(err, errlen, "http: cannot create the HTTP/2 prior-knowledge vhost");
+            return -ENOMEM;
+        }
+    }
     return 0;
 }
 

@@ -104,6 +104,24 @@ int cb_http_run(cb_http_t *h);
  */
 int cb_http_adopt(cb_http_t *h, int fd);
 
+/*
+ * The same for a plain connection that opened with the HTTP/2 client
+ * preface (prior knowledge, RFC 9113 3.3): it is served as HTTP/2 from its
+ * first byte. -ENOTSUP on a server with TLS (HTTP/2 comes by ALPN there).
+ */
+int cb_http_adopt_h2(cb_http_t *h, int fd);
+
+/*
+ * What the first bytes of a plain connection say, without consuming them:
+ * CB_HTTP_SNIFF_H2 (the HTTP/2 preface, "PRI * HTTP/2.0..."; no HTTP/1
+ * method is PRI), CB_HTTP_SNIFF_H1 (anything else) or CB_HTTP_SNIFF_MORE (too
+ * few bytes to tell). Decided by the first 4 bytes at most.
+ */
+#define CB_HTTP_SNIFF_MORE 0
+#define CB_HTTP_SNIFF_H1   1
+#define CB_HTTP_SNIFF_H2   2
+int cb_http_sniff(const void *buf, size_t len);
+
 /* Make cb_http_run() return soon. Any thread. */
 void cb_http_stop(cb_http_t *h);
 

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,6 +35,16 @@
 #define POLICY_TTL_MS 2000
 
 #define MAX_THREADS 16
+
+/*
+ * On a plain origin port a connection is handed to a server only once its
+ * first bytes tell HTTP/1 from the HTTP/2 preface (clients with prior
+ * knowledge). At most SNIFF_MAX wait at once (the oldest then goes to
+ * HTTP/1, whose own timeouts apply), each for SNIFF_WAIT_MS at most.
+ */
+#define SNIFF_MAX     512
+#define SNIFF_WAIT_MS 10000
+#define SNIFF_TICK_MS 10 /* re-read of a connection that sent "P" or "PR" so far */
 
 /* Blocking playlist reloads (?_HLS_msn=N): requests held for a segment not
  * listed yet, at most MAX_WAITERS (more are answered at once), looked at
@@ -111,7 +122,8 @@ const cb_config_key_t pk_origin_config_keys[] = {
       .def = "",
       .offset = offsetof(pk_origin_config_t, tls_cert),
       .help = "PEM certificate (chain) of the origin port; with origin_tls_key it serves HTTPS "
-              "and HTTP/2 by ALPN. Without: plain HTTP/1.1, and HTTP/2 by h2c upgrade." },
+              "and HTTP/2 by ALPN. Without: plain HTTP/1.1, and HTTP/2 by h2c upgrade or prior "
+              "knowledge." },
     { .name = "origin_tls_key",
       .type = CB_CONFIG_STRING,
       .def = "",
@@ -141,6 +153,7 @@ struct pk_origin {
     int listen_fd;
     pthread_t acceptor;
     bool accepting;
+    bool sniff; /* plain port: HTTP/2 by prior knowledge too */
     atomic_bool stopping;
     cb_storage_t *storage;
     pk_streams_t *streams;
@@ -899,6 +912,7 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
              (long long) cfg->vod_max_age_ms / 1000);
     o->storage = storage;
     o->streams = streams;
+    o->sniff = !cfg->tls_cert[0]; /* plain: HTTP/2 by prior knowledge as well as h2c */
     o->listen_fd = -1;
     pthread_mutex_init(&o->lock, NULL);
     pthread_mutex_init(&o->wlock, NULL);
@@ -975,33 +989,136 @@ static void *serve_main(void *arg)
     return NULL;
 }
 
+typedef struct sniffed {
+    int fd;
+    int64_t since_ms;
+    bool partial; /* a prefix of the preface so far: re-read on a tick, not on POLLIN */
+} sniffed_t;
+
+/* Hands fd over to the next server's loop, as HTTP/2 or HTTP/1 (which closes
+ * it on failure). */
+static void hand_over(pk_origin_t *o, size_t *next, int fd, bool h2)
+{
+    if (h2)
+        cb_http_adopt_h2(o->servers[*next], fd);
+    else
+        cb_http_adopt(o->servers[*next], fd);
+    *next = (*next + 1) % o->nservers;
+}
+
+/* Whether the connection was decided (handed over or closed). */
+static bool sniff_one(pk_origin_t *o, size_t *next, sniffed_t *c, int64_t now)
+{
+    unsigned char buf[4];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    int what;
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        close(c->fd); /* gone before its first byte */
+        return true;
+    }
+    if (n < 0) {
+        c->partial = false;
+        what = CB_HTTP_SNIFF_MORE;
+    } else {
+        what = cb_http_sniff(buf, (size_t) n);
+        c->partial = what == CB_HTTP_SNIFF_MORE;
+    }
+    if (what == CB_HTTP_SNIFF_MORE && now - c->since_ms >= SNIFF_WAIT_MS) {
+        close(c->fd); /* silent: what an HTTP/1 server would do after its timeout */
+        return true;
+    }
+    if (what == CB_HTTP_SNIFF_MORE)
+        return false;
+    hand_over(o, next, c->fd, what == CB_HTTP_SNIFF_H2);
+    return true;
+}
+
 /* Accept on the origin port; each connection goes to the next server's loop. */
 static void *accept_main(void *arg)
 {
     pk_origin_t *o = arg;
-    size_t next = 0;
+    sniffed_t *pend = o->sniff ? calloc(SNIFF_MAX, sizeof(*pend)) : NULL;
+    struct pollfd *pfd = calloc(1 + SNIFF_MAX, sizeof(*pfd));
+    size_t next = 0, npend = 0, i;
     int one = 1;
 
     pthread_setname_np(pthread_self(), "origin-accept");
+    if ((o->sniff && !pend) || !pfd) {
+        cb_log_error("origin: out of memory; no new connections");
+        free(pend);
+        free(pfd);
+        return NULL;
+    }
     while (!atomic_load(&o->stopping)) {
-        int fd = accept4(o->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (atomic_load(&o->stopping))
-                break;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                cb_log_warn("origin: accept: %s; pausing", strerror(errno));
-                usleep(100 * 1000);
-                continue;
-            }
-            cb_log_error("origin: accept: %s; no new connections", strerror(errno));
+        size_t npoll = 1;
+        bool partial = false;
+        int64_t now;
+
+        pfd[0] = (struct pollfd){ .fd = o->listen_fd, .events = POLLIN };
+        for (i = 0; i < npend; i++) {
+            /* a connection with a partial preface stays readable: not polled */
+            pfd[npoll++] =
+                (struct pollfd){ .fd = pend[i].partial ? -1 : pend[i].fd, .events = POLLIN };
+            partial |= pend[i].partial;
+        }
+        if (poll(pfd, npoll, partial ? SNIFF_TICK_MS : 1000) < 0 && errno != EINTR) {
+            cb_log_error("origin: poll: %s; no new connections", strerror(errno));
             break;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        cb_http_adopt(o->servers[next], fd); /* closes it on failure */
-        next = (next + 1) % o->nservers;
+        if (atomic_load(&o->stopping))
+            break;
+        now = cb_clock_mono_ms();
+        /* the connections waiting for their first bytes */
+        for (i = 0; i < npend;) {
+            if ((pfd[1 + i].revents || pend[i].partial ||
+                 now - pend[i].since_ms >= SNIFF_WAIT_MS) &&
+                sniff_one(o, &next, &pend[i], now)) {
+                memmove(&pend[i], &pend[i + 1], (npend - i - 1) * sizeof(*pend));
+                memmove(&pfd[1 + i], &pfd[2 + i], (npend - i - 1) * sizeof(*pfd));
+                npend--;
+            } else {
+                i++;
+            }
+        }
+        if (!(pfd[0].revents & POLLIN))
+            continue;
+        for (;;) {
+            int fd = accept4(o->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+            if (fd < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                    errno == ECONNABORTED)
+                    break;
+                if (atomic_load(&o->stopping))
+                    goto out;
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    cb_log_warn("origin: accept: %s; pausing", strerror(errno));
+                    usleep(100 * 1000);
+                    break;
+                }
+                cb_log_error("origin: accept: %s; no new connections", strerror(errno));
+                goto out;
+            }
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            if (!o->sniff) {
+                hand_over(o, &next, fd, false); /* TLS: HTTP/2 comes by ALPN */
+                continue;
+            }
+            if (npend == SNIFF_MAX) {
+                /* full: the oldest waits on as HTTP/1 (lws times it out) */
+                hand_over(o, &next, pend[0].fd, false);
+                memmove(&pend[0], &pend[1], (npend - 1) * sizeof(*pend));
+                npend--;
+            }
+            pend[npend++] = (sniffed_t){ .fd = fd, .since_ms = cb_clock_mono_ms() };
+        }
     }
+out:
+    for (i = 0; i < npend; i++)
+        close(pend[i].fd);
+    free(pend);
+    free(pfd);
     return NULL;
 }
 
@@ -1014,7 +1131,7 @@ static int listen_on(pk_origin_t *o, char *err, size_t errlen)
         snprintf(err, errlen, "origin_host: '%s' is not an IPv4 address", o->cfg.host);
         return -EINVAL;
     }
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
         bind(fd, (struct sockaddr *) &sa, sizeof(sa)) || listen(fd, 1024)) {
         int e = errno;

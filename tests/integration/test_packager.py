@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -433,23 +434,25 @@ def curl(url, *args):
     return version, int(status), headers, body
 
 
-def check_http2(base, s, body):
-    """HTTP/2 through base: a manifest, a segment larger than the stream
-    window (flow control), HEAD, 304, a range, a 404."""
+def check_http2(base, s, body, how="--http2"):
+    """HTTP/2 through base (curl's option how: --http2 upgrades a plain
+    connection with h2c or uses ALPN, --http2-prior-knowledge starts with the
+    preface): a manifest, a segment larger than the stream window (flow
+    control), HEAD, 304, a range, a 404."""
     uri = f"{base}/live/{s}/720p/{START:013d}.m4s"
-    v, st, h, got = curl(uri, "--http2")
+    v, st, h, got = curl(uri, how)
     assert (v, st) == ("HTTP/2", 200) and got == body, (v, st, len(got), len(body))
     assert h["content-length"] == str(len(body)) and "immutable" in h["cache-control"]
     assert "connection" not in h
-    v, st, h, got = curl(f"{base}/live/{s}/720p.m3u8", "--http2")
+    v, st, h, got = curl(f"{base}/live/{s}/720p.m3u8", how)
     assert (v, st) == ("HTTP/2", 200) and got.startswith(b"#EXTM3U"), (v, st, got[:100])
-    v, st, h, _ = curl(uri, "--http2", "-I")  # (curl writes the headers as the body)
+    v, st, h, _ = curl(uri, how, "-I")  # (curl writes the headers as the body)
     assert (v, st) == ("HTTP/2", 200) and h["content-length"] == str(len(body))
-    v, st, _, got = curl(uri, "--http2", "-H", f"If-None-Match: {h['etag']}")
+    v, st, _, got = curl(uri, how, "-H", f"If-None-Match: {h['etag']}")
     assert (v, st, got) == ("HTTP/2", 304, b"")
-    v, st, h, got = curl(uri, "--http2", "-r", "100000-100099")
+    v, st, h, got = curl(uri, how, "-r", "100000-100099")
     assert (v, st, got) == ("HTTP/2", 206, body[100000:100100])
-    v, st, _, _ = curl(f"{base}/live/{s}/720p/nothing.m4s", "--http2")
+    v, st, _, _ = curl(f"{base}/live/{s}/720p/nothing.m4s", how)
     assert (v, st) == ("HTTP/2", 404)
 
 
@@ -460,13 +463,26 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     body = os.urandom(300_000)
     (storage / f"live/{s}/720p/{START:013d}.m4s").write_bytes(body)
 
-    # plain: HTTP/1.1, or HTTP/2 after an h2c upgrade
+    # plain: HTTP/1.1, HTTP/2 after an h2c upgrade, or HTTP/2 with prior
+    # knowledge (what CDN edges and h2load speak to a plain origin)
     p = start_packager(start_daemon, storage)
     wait_segments(p, f"/live/{s}/720p.m3u8", 2)
     base = f"http://127.0.0.1:{p.origin_port}"
     v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s")
     assert (v, st, got) == ("HTTP/1.1", 200, body)
     check_http2(base, s, body)
+    check_http2(base, s, body, "--http2-prior-knowledge")
+    r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "10",
+                        f"{base}/live/{s}/720p/{START:013d}.m4s", f"{base}/live/{s}/720p.m3u8"],
+                       capture_output=True, text=True, timeout=120)
+    assert "Application protocol: h2c" in r.stdout, r.stdout + r.stderr
+    assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
+    # a client that connects and says nothing holds no server thread: others are served
+    idle = [socket.create_connection(("127.0.0.1", p.origin_port)) for _ in range(20)]
+    v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s", "--http2-prior-knowledge")
+    assert (v, st, got) == ("HTTP/2", 200, body)
+    for c in idle:
+        c.close()
     p.stop()
 
     # TLS: HTTP/2 by ALPN, and HTTP/1.1 for clients that ask for it

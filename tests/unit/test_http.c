@@ -323,6 +323,26 @@ static void test_http_date(void **state)
     }
 }
 
+static void test_sniff_tells_h2_prior_knowledge_from_http1(void **state)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    (void) state;
+    assert_int_equal(cb_http_sniff(preface, sizeof(preface) - 1), CB_HTTP_SNIFF_H2);
+    assert_int_equal(cb_http_sniff("PRI ", 4), CB_HTTP_SNIFF_H2);
+    /* a prefix of the preface: read on */
+    assert_int_equal(cb_http_sniff("", 0), CB_HTTP_SNIFF_MORE);
+    assert_int_equal(cb_http_sniff("P", 1), CB_HTTP_SNIFF_MORE);
+    assert_int_equal(cb_http_sniff("PRI", 3), CB_HTTP_SNIFF_MORE);
+    /* HTTP/1 methods, some sharing its first letters; TLS */
+    assert_int_equal(cb_http_sniff("GET / HTTP/1.1\r\n", 16), CB_HTTP_SNIFF_H1);
+    assert_int_equal(cb_http_sniff("POST", 4), CB_HTTP_SNIFF_H1);
+    assert_int_equal(cb_http_sniff("PUT ", 4), CB_HTTP_SNIFF_H1);
+    assert_int_equal(cb_http_sniff("PROPFIND", 8), CB_HTTP_SNIFF_H1);
+    assert_int_equal(cb_http_sniff("PRIX", 4), CB_HTTP_SNIFF_H1);
+    assert_int_equal(cb_http_sniff("\x16\x03\x01", 3), CB_HTTP_SNIFF_H1);
+}
+
 static void test_auth_and_roles(void **state)
 {
     resp_t r;
@@ -530,6 +550,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_public_and_not_found),
         cmocka_unit_test(test_http_date),
+        cmocka_unit_test(test_sniff_tells_h2_prior_knowledge_from_http1),
         cmocka_unit_test(test_auth_and_roles),
         cmocka_unit_test(test_json_bodies),
         cmocka_unit_test(test_integer_query_parameters),

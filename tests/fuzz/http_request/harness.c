@@ -1,7 +1,9 @@
 /*
  * Fuzz harness: what the HTTP layer parses from a request before a handler
  * runs: the path against the route patterns (percent-decoding of
- * parameters), query strings, and the Authorization header.
+ * parameters), query strings, and the Authorization header; and, on the
+ * whole input, what the origin makes of a connection's first bytes
+ * (HTTP/1 or the HTTP/2 preface).
  * Input: "<path>\n<query>\n<authorization>".
  */
 #include <stdint.h>
@@ -10,6 +12,7 @@
 
 #include "apikey.h"
 #include "defs.h"
+#include "http.h"
 #include "route.h"
 
 static const char *const patterns[] = { "/v1/info", "/v1/streams/{id}", "/v1/streams/{id}/kick",
@@ -29,6 +32,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!keys) {
         char err[128];
         cb_apikeys_parse("admin:a1,viewer:v1", &keys, err, sizeof(err));
+    }
+    switch (cb_http_sniff(data, size)) {
+    case CB_HTTP_SNIFF_H2:
+        CB_ASSERT(size >= 4 && memcmp(data, "PRI ", 4) == 0);
+        break;
+    case CB_HTTP_SNIFF_MORE:
+        CB_ASSERT(size < 4 && memcmp(data, "PRI ", size) == 0);
+        break;
+    default:
+        CB_ASSERT(size > 0);
     }
     memcpy(s, data, size);
     s[size] = '\0';
