@@ -13,7 +13,7 @@
 //  waiting_at:[playhead at each 'waiting'], stalled_at, segments:{rendition: requests},
 //  video:{width,height,current_time,buffered,ready_state,seeking,paused,playback_rate,
 //         frames_decoded,frames_dropped}, source_buffers:[{type,buffered}],
-//  end_of_stream, user_agent, wall_s}
+//  end_of_stream, media_source:{ready_state,events}, user_agent, wall_s}
 //
 // startup_ms: from the player's load call to the video element's first
 // 'playing'. played_s: how far currentTime advanced while playing (seek jumps
@@ -428,6 +428,8 @@ async function drive(p) {
     return { type, buffered: ranges };
   });
   r.end_of_stream = window.__castbusEndOfStream === true;
+  const mse = window.__castbusMse;
+  r.media_source = mse ? { ready_state: mse.sources.map((m) => m.readyState), events: mse.events } : null;
   r.levels = r.levels.map((l) => l.name);
 
   if (!r.errors.length && playingAt === null && !r.why.length) r.why.push('never played');
@@ -491,6 +493,32 @@ async function main() {
         window.__castbusEndOfStream = true;
         return eos.apply(this, a);
       };
+      // the MediaSource's state changes, and what re-opened an ended one (an
+      // append or remove after endOfStream: the browser then waits for more data)
+      window.__castbusMse = { sources: [], events: [] };
+      const note = (what) => {
+        const v = document.querySelector('video');
+        window.__castbusMse.events.push(`${what}@${v ? v.currentTime.toFixed(3) : '?'}`);
+        if (window.__castbusMse.events.length > 40) window.__castbusMse.events.splice(1, 1);
+      };
+      const watch = (ms) => {
+        if (window.__castbusMse.sources.includes(ms)) return;
+        window.__castbusMse.sources.push(ms);
+        for (const e of ['sourceopen', 'sourceended', 'sourceclose']) ms.addEventListener(e, () => note(e));
+      };
+      const addSb = MediaSource.prototype.addSourceBuffer;
+      MediaSource.prototype.addSourceBuffer = function (type) {
+        watch(this);
+        return addSb.call(this, type);
+      };
+      for (const m of ['appendBuffer', 'remove']) {
+        const orig = SourceBuffer.prototype[m];
+        SourceBuffer.prototype[m] = function (...a) {
+          const ms = window.__castbusMse.sources.find((x) => Array.from(x.sourceBuffers).includes(this));
+          if (ms && ms.readyState === 'ended') note(`${m} after endOfStream`);
+          return orig.apply(this, a);
+        };
+      }
     });
     const segs = {};
     page.on('console', (m) => log(`console.${m.type()}:`, m.text()));
