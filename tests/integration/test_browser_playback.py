@@ -140,7 +140,8 @@ class Players:
         keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s", "played_s",
                                         "switched", "seek_ok", "ended", "levels", "errors",
                                         "warnings", "why", "stalled_at", "exit_code",
-                                        "end_of_stream", "source_buffers", "waiting_at")}
+                                        "end_of_stream", "source_buffers", "waiting_at",
+                                        "duration_s", "video", "media_source")}
         keep["mode"] = mode
         print(f"\n[browser] {mode} {res.get('player')}: ok={res.get('ok')} "
               f"startup_ms={res.get('startup_ms')} latency_s={res.get('latency_s')} "

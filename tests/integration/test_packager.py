@@ -477,6 +477,12 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert "Application protocol: h2c" in r.stdout, r.stdout + r.stderr
     assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
+    # a peer with a small window (16 KB here; 64 KB is HTTP/2's default) gets
+    # no more than it allows: nghttp2 fails a stream that overruns it
+    r = subprocess.run(["h2load", "-n", "20", "-c", "1", "-m", "2", "-w", "14",
+                        f"{base}/live/{s}/720p/{START:013d}.m4s"],
+                       capture_output=True, text=True, timeout=120)
+    assert "20 succeeded, 0 failed" in r.stdout, r.stdout + r.stderr
     # a client that connects and says nothing holds no server thread: others are served
     idle = [socket.create_connection(("127.0.0.1", p.origin_port)) for _ in range(20)]
     v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s", "--http2-prior-knowledge")
