@@ -30,9 +30,13 @@ def test_run_starts_everything_and_ctrl_c_stops_it(stack, tmp_path):
     env["CASTBUS_RUN_EDGE_PORT"] = str(edge_port)
     out_path = tmp_path / "run.out"
     out = open(out_path, "w")
-    # a terminal puts the job in its own process group and Ctrl-C signals that group
+    # a terminal puts the job in its own process group and Ctrl-C signals that
+    # group. SIGINT as a terminal has it: when pytest itself was started in the
+    # background by a non-interactive shell it inherited SIGINT ignored, and a
+    # shell cannot trap a signal ignored on entry (a local CI run failed so).
     proc = subprocess.Popen([str(ROOT / "tools" / "run")], env=env, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def text():
         return out_path.read_text()
