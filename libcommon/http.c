@@ -1039,13 +1039,14 @@ static size_t h2_room(struct lws *wsi)
  * a file that shrank. */
 static int file_write(cb_http_req_t *req, struct lws *wsi, unsigned char *buf, size_t room)
 {
-    int frames = is_h2(wsi) ? H2_FRAMES_PER_CALLBACK : 1;
+    bool h2 = is_h2(wsi);
+    int frames = h2 ? H2_FRAMES_PER_CALLBACK : 1;
 
     for (;;) {
         size_t want = CB_MIN(req->file_left, room);
         ssize_t n;
 
-        if (is_h2(wsi)) {
+        if (h2) {
             want = CB_MIN(want, h2_room(wsi));
             if (want == 0) {
                 lws_callback_on_writable(wsi);

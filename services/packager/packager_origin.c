@@ -1024,12 +1024,12 @@ static bool sniff_one(pk_origin_t *o, size_t *next, sniffed_t *c, int64_t now)
         what = cb_http_sniff(buf, (size_t) n);
         c->partial = what == CB_HTTP_SNIFF_MORE;
     }
-    if (what == CB_HTTP_SNIFF_MORE && now - c->since_ms >= SNIFF_WAIT_MS) {
+    if (what == CB_HTTP_SNIFF_MORE) {
+        if (now - c->since_ms < SNIFF_WAIT_MS)
+            return false;
         close(c->fd); /* silent: what an HTTP/1 server would do after its timeout */
         return true;
     }
-    if (what == CB_HTTP_SNIFF_MORE)
-        return false;
     hand_over(o, next, c->fd, what == CB_HTTP_SNIFF_H2);
     return true;
 }

@@ -456,6 +456,17 @@ def check_http2(base, s, body, how="--http2"):
     assert (v, st) == ("HTTP/2", 404)
 
 
+def check_h2load(base, s, protocol):
+    """Many streams at once on few connections (h2load: 400 requests, 2
+    connections of 10 streams each) over protocol: every one answered, none
+    left open."""
+    r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "10",
+                        f"{base}/live/{s}/720p/{START:013d}.m4s", f"{base}/live/{s}/720p.m3u8"],
+                       capture_output=True, text=True, timeout=120)
+    assert f"Application protocol: {protocol}" in r.stdout, r.stdout + r.stderr
+    assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
+
+
 def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     s = unique("pk")
     results.done(s, 0)
@@ -472,11 +483,7 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     assert (v, st, got) == ("HTTP/1.1", 200, body)
     check_http2(base, s, body)
     check_http2(base, s, body, "--http2-prior-knowledge")
-    r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "10",
-                        f"{base}/live/{s}/720p/{START:013d}.m4s", f"{base}/live/{s}/720p.m3u8"],
-                       capture_output=True, text=True, timeout=120)
-    assert "Application protocol: h2c" in r.stdout, r.stdout + r.stderr
-    assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
+    check_h2load(base, s, "h2c")
     # a peer with a small window (16 KB here; 64 KB is HTTP/2's default) gets
     # no more than it allows: nghttp2 fails a stream that overruns it
     r = subprocess.run(["h2load", "-n", "20", "-c", "1", "-m", "2", "-w", "14",
@@ -502,12 +509,7 @@ def test_origin_speaks_http2(start_daemon, stack, results, storage, tmp_path):
     check_http2(base, s, body)
     v, st, _, got = curl(f"{base}/live/{s}/720p/{START:013d}.m4s", "--http1.1")
     assert (v, st, got) == ("HTTP/1.1", 200, body)
-    # many streams at once on few connections: every one answered, none left open
-    r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "10",
-                        f"{base}/live/{s}/720p/{START:013d}.m4s", f"{base}/live/{s}/720p.m3u8"],
-                       capture_output=True, text=True, timeout=120)
-    assert "Application protocol: h2" in r.stdout, r.stdout + r.stderr
-    assert "400 succeeded, 0 failed" in r.stdout and "400 2xx" in r.stdout, r.stdout
+    check_h2load(base, s, "h2")
     p.stop()
 
     # half a TLS configuration is refused at startup, naming the key
