@@ -352,8 +352,8 @@ run: bootstrap
 
 # ---- benchmarks (not part of make test: they take minutes and want a quiet machine) ----
 
-.PHONY: bench bench-ingest bench-transcode bench-packager bench-origin bench-purge
-bench: bench-ingest bench-transcode bench-packager bench-origin bench-purge
+.PHONY: bench bench-ingest bench-transcode bench-packager bench-origin bench-purge bench-latency
+bench: bench-ingest bench-transcode bench-packager bench-origin bench-purge bench-latency
 
 bench-ingest: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/ingest $(BENCH_ARGS)
@@ -369,6 +369,9 @@ bench-origin: bootstrap all
 
 bench-purge: bootstrap all
 	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/purge $(BENCH_ARGS)
+
+bench-latency: bootstrap all e2e-deps
+	CASTBUS_BUILD=$(BUILD) .venv/bin/python tools/bench/latency $(BENCH_ARGS)
 
 .PHONY: clean
 clean:

@@ -5,11 +5,15 @@
 //   node play.mjs --player hls.js|dash.js|shaka --url <manifest url>
 //                 [--seconds 10] [--seek-dvr] [--vod] [--rate 1]
 //                 [--no-switch] [--timeout 120] [--stall 20] [--chromium /usr/bin/chromium]
-//                 [--verbose]
+//                 [--local-clock] [--verbose]
+//
+// --local-clock: dash.js takes the browser's clock as the server's instead of
+// synchronising with the MPD's UTCTiming (or, without one, a public time
+// server): for servers on this machine whose MPD has no UTCTiming.
 //
 // {player, ok, why:[reasons ok is false], startup_ms, played_s, errors:[fatal],
 //  warnings:[non-fatal], levels:[renditions], switched, switch:{from,to,loaded,rendered},
-//  latency_s, seek_ok, seek:{range,from,to,landed,...}, ended, duration_s, live,
+//  latency_s, player_latency_s, seek_ok, seek:{range,from,to,landed,...}, ended, duration_s, live,
 //  waiting_at:[playhead at each 'waiting'], stalled_at, segments:{rendition: requests},
 //  video:{width,height,current_time,buffered,ready_state,seeking,paused,playback_rate,
 //         frames_decoded,frames_dropped}, source_buffers:[{type,buffered}],
@@ -21,9 +25,13 @@
 // from its next segment on (as its ABR does: no buffer flush, so no stall that
 // would add to the latency measured) and a segment of it was both loaded and
 // rendered (player event, or the decoded picture size became the new rendition's). latency_s (live only):
-// wall clock minus the wall-clock time of the playhead as the player maps it
-// (hls.js playingDate from EXT-X-PROGRAM-DATE-TIME, dash.js
-// getCurrentLiveLatency(), Shaka getPlayheadTimeAsDate()), median of samples.
+// wall clock minus the wall-clock time of the frame at the playhead, median of
+// samples: HLS, hls.js playingDate (EXT-X-PROGRAM-DATE-TIME); DASH, the MPD's
+// availabilityStartTime plus the playhead's presentation time (what both DASH
+// players' timelines are relative to), the same for any server.
+// player_latency_s: the player's own figure (hls.js playingDate, dash.js
+// getCurrentLiveLatency(), Shaka getPlayheadTimeAsDate(), which is relative to
+// Shaka's drift-corrected start time), median of samples.
 // stalled_at: where the playhead stood when it stopped moving for --stall
 // seconds (the run gives up then instead of waiting for --timeout).
 // source_buffers and end_of_stream (whether the player called
@@ -58,6 +66,7 @@ const { values: opt } = parseArgs({
     vod: { type: 'boolean', default: false },
     rate: { type: 'string', default: '1' },
     'no-switch': { type: 'boolean', default: false },
+    'local-clock': { type: 'boolean', default: false },
     timeout: { type: 'string', default: '120' },
     stall: { type: 'string', default: '20' },
     chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
@@ -80,7 +89,7 @@ function log(...a) {
 if (!PLAYERS[opt.player] || !opt.url) {
   process.stderr.write('usage: node play.mjs --player hls.js|dash.js|shaka --url <manifest url> ' +
                        '[--seconds 10] [--seek-dvr] [--vod] [--rate 1] [--no-switch] [--timeout 120] ' +
-                       '[--stall 20] [--chromium PATH] [--verbose]\n');
+                       '[--stall 20] [--chromium PATH] [--local-clock] [--verbose]\n');
   out({ player: opt.player ?? null, ok: false, why: ['bad arguments'] }, 2);
   process.exit();
 }
@@ -93,6 +102,7 @@ const params = {
   vod: opt.vod,
   rate: Number(opt.rate),
   forceSwitch: !opt['no-switch'],
+  localClock: opt['local-clock'],
   timeoutMs: Number(opt.timeout) * 1000,
   stallMs: Number(opt.stall) * 1000,
 };
@@ -106,7 +116,8 @@ async function drive(p) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const r = {
     player: p.player, ok: false, why: [], startup_ms: null, played_s: 0, errors: [],
-    warnings: [], levels: [], switched: false, switch: null, latency_s: null, seek_ok: null,
+    warnings: [], levels: [], switched: false, switch: null, latency_s: null,
+    player_latency_s: null, seek_ok: null,
     seek: null, ended: false, duration_s: null, video: null, live: !p.vod, waiting_at: [],
     stalled_at: null,
   };
@@ -205,7 +216,10 @@ async function drive(p) {
     const E = dashjs.MediaPlayer.events;
     player.updateSettings({
       debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING },
-      streaming: { abr: { autoSwitchBitrate: { video: !p.forceSwitch, audio: true } } },
+      streaming: {
+        abr: { autoSwitchBitrate: { video: !p.forceSwitch, audio: true } },
+        ...(p.localClock ? { utcSynchronization: { enabled: false } } : {}),
+      },
     });
     player.on(E.ERROR, (e) => {
       const err = e.error || {};
@@ -324,12 +338,34 @@ async function drive(p) {
   if (p.vod && p.rate !== 1) video.playbackRate = p.rate;
 
   const levels = () => { try { return A.levels(); } catch (e) { return []; } };
-  const sampleLatency = [];
-  const latencyNow = () => {
-    if (p.vod) return null;
+  // a live MPD's availabilityStartTime: presentation time 0 on the wall clock
+  let astS = null;
+  if (!p.vod && p.player !== 'hls.js') {
+    try {
+      const m = /availabilityStartTime="([^"]+)"/.exec(await (await fetch(p.url)).text());
+      const t = m ? Date.parse(m[1]) : NaN;
+      if (Number.isFinite(t)) astS = t / 1000;
+    } catch (e) { warn('MPD for availabilityStartTime: ' + e); }
+  }
+  const samples = { wall: [], player: [] };
+  const playerLatency = () => {
     if (A.latency) { const v = A.latency(); return Number.isFinite(v) && v !== 0 ? v : null; }
     const d = A.date();
     return d && Number.isFinite(d.getTime()) ? (Date.now() - d.getTime()) / 1000 : null;
+  };
+  const sampleLatency = () => {
+    if (p.vod) return;
+    const own = playerLatency();
+    if (own !== null) samples.player.push(own);
+    const wall = p.player === 'hls.js' ? own
+      : astS !== null ? Date.now() / 1000 - (astS + video.currentTime) : null;
+    if (wall !== null) samples.wall.push(wall);
+    for (const k of ['wall', 'player']) if (samples[k].length > 25) samples[k].shift();
+  };
+  const median = (a) => {
+    if (!a.length) return null;
+    const s = [...a].sort((x, y) => x - y);
+    return Math.round(s[Math.floor(s.length / 2)] * 1000) / 1000;
   };
 
   if (playingAt !== null && !r.errors.length) {
@@ -359,19 +395,15 @@ async function drive(p) {
       await waitFor(() => r.ended, deadline - performance.now(), 'the end');
     } else {
       await waitFor(() => {
-        const v = latencyNow();
-        if (v !== null) { sampleLatency.push(v); if (sampleLatency.length > 20) sampleLatency.shift(); }
+        sampleLatency();
         return r.played_s >= p.seconds;
       }, deadline - performance.now(), `${p.seconds}s played`);
       for (let i = 0; i < 5; i++) {
-        const v = latencyNow();
-        if (v !== null) sampleLatency.push(v);
+        sampleLatency();
         await sleep(200);
       }
-      if (sampleLatency.length) {
-        const s = [...sampleLatency].sort((a, b) => a - b);
-        r.latency_s = Math.round(s[Math.floor(s.length / 2)] * 1000) / 1000;
-      }
+      r.latency_s = median(samples.wall);
+      r.player_latency_s = median(samples.player);
     }
     if (p.seekDvr && !p.vod && !r.errors.length) {
       const range = A.range();

@@ -137,7 +137,8 @@ class Players:
         res = json.loads(lines[-1])
         res["exit_code"] = proc.returncode
         res["log_tail"] = tail
-        keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s", "played_s",
+        keep = {k: res.get(k) for k in ("player", "ok", "startup_ms", "latency_s",
+                                        "player_latency_s", "played_s",
                                         "switched", "seek_ok", "ended", "levels", "errors",
                                         "warnings", "why", "stalled_at", "exit_code",
                                         "end_of_stream", "source_buffers", "waiting_at",
@@ -145,6 +146,7 @@ class Players:
         keep["mode"] = mode
         print(f"\n[browser] {mode} {res.get('player')}: ok={res.get('ok')} "
               f"startup_ms={res.get('startup_ms')} latency_s={res.get('latency_s')} "
+              f"(player's own {res.get('player_latency_s')}) "
               f"played_s={res.get('played_s')} waiting={len(res.get('waiting_at') or [])} "
               f"switched={res.get('switched')} "
               f"seek_ok={res.get('seek_ok')} ended={res.get('ended')} "
