@@ -347,6 +347,7 @@ async function drive(p) {
       if (Number.isFinite(t)) astS = t / 1000;
     } catch (e) { warn('MPD for availabilityStartTime: ' + e); }
   }
+  const LATENCY_SAMPLES = 25;  // the median is of the last this many samples (one per 100 ms or 200 ms)
   const samples = { wall: [], player: [] };
   const playerLatency = () => {
     if (A.latency) { const v = A.latency(); return Number.isFinite(v) && v !== 0 ? v : null; }
@@ -360,7 +361,7 @@ async function drive(p) {
     const wall = p.player === 'hls.js' ? own
       : astS !== null ? Date.now() / 1000 - (astS + video.currentTime) : null;
     if (wall !== null) samples.wall.push(wall);
-    for (const k of ['wall', 'player']) if (samples[k].length > 25) samples[k].shift();
+    for (const k of ['wall', 'player']) if (samples[k].length > LATENCY_SAMPLES) samples[k].shift();
   };
   const median = (a) => {
     if (!a.length) return null;

@@ -73,3 +73,40 @@ class Devstack:
 
     def down(self):
         self.run("down")
+
+
+NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+def start_nginx(d, conf_text, port, what):
+    """nginx on the configuration `conf_text` (prefix `d`), in the foreground
+    ("daemon off"); returns once `port` accepts connections."""
+    conf = d / "nginx.conf"
+    conf.write_text(conf_text)
+    log_file = open(d / "stdout.log", "w")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)], stdout=log_file,
+                            stderr=subprocess.STDOUT)
+    log_file.close()
+
+    def listening():
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: nginx exited; see {d}/logs/error.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(listening, 30, what)
+    return proc
+
+
+def stop(proc, sig, timeout):
+    """Signal `proc` and wait for it; killed when it is not gone in `timeout` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
