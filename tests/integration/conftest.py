@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("CASTBUS_BUILD", ROOT / "build"))
@@ -564,7 +564,13 @@ class TopicReader:
             "bootstrap.servers": stack.brokers, "group.id": unique("itest-reader"),
             "auto.offset.reset": "earliest", "enable.auto.commit": False,
         })
-        self.consumer.subscribe([topic])
+        # every partition assigned by hand, not subscribed: no group to join or
+        # leave, so close() never runs a rebalance callback (librdkafka can hang
+        # forever in rd_kafka_assign() from the callback during close: a CI run
+        # did, in this fixture's teardown). The stack made the topics.
+        parts = self.consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        assert parts, f"topic {topic} has no partitions"
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         self.by_key = {}
         self.records = []
 
