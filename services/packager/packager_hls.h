@@ -25,6 +25,8 @@
  *     segment file: a part is one of its CMAF chunks), PART-HOLD-BACK in
  *     EXT-X-SERVER-CONTROL, and an EXT-X-RENDITION-REPORT per other
  *     rendition. Segments are listed whole, with all their parts.
+ *   - Live playlists the origin serves (can_block_reload): CAN-SKIP-UNTIL,
+ *     six target durations, for Playlist Delta Updates (pk_hls_delta()).
  *
  * Thread safety: none needed; no state.
  */
@@ -82,6 +84,24 @@ typedef struct pk_hls_media {
 
 /* Append the media playlist to out. 0, -EINVAL (a segment without a URI), or -ENOBUFS. */
 int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out);
+
+/* CAN-SKIP-UNTIL, in target durations: the least the specification allows */
+#define PK_HLS_SKIP_TARGETS 6
+
+/*
+ * A Playlist Delta Update (RFC 8216bis 6.2.5.1, what ?_HLS_skip=YES asks
+ * for) of a live media playlist's text: the segments that end further from
+ * the playlist's end than its CAN-SKIP-UNTIL, with their tags, become one
+ * EXT-X-SKIP; EXT-X-VERSION goes to 9; the EXT-X-MAP (and EXT-X-KEY) that
+ * the first segment kept plays with is repeated before it when it was
+ * skipped. Every other line stays as it is.
+ *
+ * text is read as bytes from storage (any replica, any version wrote it):
+ * appends to out and returns 0, or -ENOENT when there is nothing to skip
+ * (no CAN-SKIP-UNTIL, EXT-X-ENDLIST, or no segment that far back: the
+ * whole playlist is the answer), -EINVAL (not a media playlist), -ENOBUFS.
+ */
+int pk_hls_delta(const char *text, size_t len, cb_buf_t *out);
 
 typedef struct pk_hls_variant {
     const char *uri;     /* the rendition's media playlist */

@@ -24,15 +24,21 @@
 #include "clock.h"
 #include "defs.h"
 #include "log.h"
+#include "packager_hls.h"
 #include "packager_text.h"
 #include "packager_token.h"
 #include "route.h"
 
-#define MAX_OBJECT    (256u << 20) /* largest file served */
-#define SMALL_OBJECT  (64u << 10)  /* read and sent with the headers; larger: sendfile */
-#define ASSET_CACHE   1024         /* asset -> source prefixes remembered */
-#define POLICY_CACHE  1024         /* stream -> signed or not, remembered briefly */
-#define POLICY_TTL_MS 2000
+#define MAX_OBJECT   (256u << 20) /* largest file served */
+#define SMALL_OBJECT (64u << 10)  /* read and sent with the headers; larger: sendfile */
+#define PLAYLIST_MAX (16u << 20)  /* largest playlist made into a delta update */
+/* Delta updates kept (per playlist version: every player of a stream asks
+ * for the same one until it changes), each at most DELTA_KEEP_MAX bytes */
+#define DELTA_CACHE    128
+#define DELTA_KEEP_MAX (64u << 10)
+#define ASSET_CACHE    1024 /* asset -> source prefixes remembered */
+#define POLICY_CACHE   1024 /* stream -> signed or not, remembered briefly */
+#define POLICY_TTL_MS  2000
 
 #define MAX_THREADS 16
 
@@ -162,7 +168,15 @@ struct pk_origin {
     size_t ncache, next;
     policy_t policies[POLICY_CACHE];
     size_t npolicies, next_policy;
-    cb_metric_t *m_served, *m_bytes, *m_held;
+    cb_metric_t *m_served, *m_bytes, *m_held, *m_delta;
+    pthread_mutex_t dlock; /* the delta updates kept */
+    struct delta_kept {
+        char key[CB_STORAGE_KEY_MAX];
+        uint64_t size;
+        int64_t mtime_ms;
+        char *text; /* NULL: empty slot */
+        size_t len;
+    } deltas[DELTA_CACHE];
     char cc_segment[64], cc_live[64], cc_vod[64]; /* Cache-Control, from cfg */
 
     pthread_mutex_t wlock; /* the waiters */
@@ -407,6 +421,84 @@ static int open_object(pk_origin_t *o, const char *key, int *fd, cb_storage_stat
 
 static int hold(pk_origin_t *o, cb_http_req_t *req, const char *key);
 
+/*
+ * ?_HLS_skip on a live media playlist: 1 for YES or v2 (no date ranges are
+ * written, so v2 skips what YES does), 0 when absent, -1 replied (400).
+ */
+static int skip_asked(cb_http_req_t *req)
+{
+    char q[8];
+    int rc = cb_http_req_query(req, "_HLS_skip", q, sizeof(q));
+
+    if (rc == -ENOENT)
+        return 0;
+    if (rc > 0 && (strcmp(q, "YES") == 0 || strcmp(q, "v2") == 0))
+        return 1;
+    cb_http_reply_error(req, 400, "invalid_field", "_HLS_skip", "_HLS_skip: YES or v2");
+    return -1;
+}
+
+/* FNV-1a: the slot a playlist's delta update is kept in. */
+static size_t delta_slot(const char *key)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *key; key++)
+        h = (h ^ (unsigned char) *key) * 16777619u;
+    return h % DELTA_CACHE;
+}
+
+/* The delta update of the playlist at fd (or key), of that size and mtime,
+ * into out: 0, -ENOENT (the whole playlist is the answer), or an error. */
+static int delta_of(pk_origin_t *o, const char *key, int fd, const cb_storage_stat_t *st,
+                    cb_buf_t *out)
+{
+    struct delta_kept *k = &o->deltas[delta_slot(key)];
+    uint64_t size = st->size;
+    cb_buf_t b;
+    int rc = 0;
+
+    if (size > PLAYLIST_MAX)
+        return -ENOENT;
+    pthread_mutex_lock(&o->dlock);
+    if (k->text && k->size == size && k->mtime_ms == st->mtime_ms && strcmp(k->key, key) == 0)
+        rc = cb_buf_append(out, k->text, k->len) == 0 ? 1 : -ENOMEM;
+    pthread_mutex_unlock(&o->dlock);
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    cb_buf_init(&b, PLAYLIST_MAX);
+    if (fd >= 0) {
+        char *text = malloc(size ? size : 1);
+        ssize_t n = text ? pread(fd, text, size, 0) : -1;
+
+        rc = !text ? -ENOMEM : n != (ssize_t) size ? -EIO : pk_hls_delta(text, size, out);
+        free(text);
+    } else {
+        rc = cb_storage_get(o->storage, key, &b);
+        if (rc == 0 && b.len != size)
+            rc = -EAGAIN; /* replaced meanwhile: the ETag would lie */
+        if (rc == 0)
+            rc = pk_hls_delta(b.data, b.len, out);
+    }
+    cb_buf_release(&b);
+    if (rc == 0 && out->len <= DELTA_KEEP_MAX) {
+        char *copy = malloc(out->len ? out->len : 1);
+
+        if (copy) {
+            memcpy(copy, out->data, out->len);
+            pthread_mutex_lock(&o->dlock);
+            free(k->text);
+            snprintf(k->key, sizeof(k->key), "%s", key);
+            k->size = size;
+            k->mtime_ms = st->mtime_ms;
+            k->text = copy;
+            k->len = out->len;
+            pthread_mutex_unlock(&o->dlock);
+        }
+    }
+    return rc == -EINVAL ? -ENOENT : rc;
+}
+
 /* again: a held request answered now (its CORS headers are there already). */
 static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
 {
@@ -422,8 +514,9 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     uint64_t from = 0, to = 0, len;
     int fd = -1;
     pk_origin_what_t what;
-    cb_buf_t b;
-    int rc, r;
+    cb_buf_t b, delta;
+    bool have_delta = false;
+    int rc, r, skip = 0;
 
     if (!again)
         cors(o, req);
@@ -449,9 +542,11 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
         return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
     if (signed_playback && check_signed(o, req, vod, name, token))
         return CB_HTTP_DONE;
-    if (!vod && !again && what == PK_MANIFEST && ends_with(rest, ".m3u8") &&
+    if (!vod && what == PK_MANIFEST && ends_with(rest, ".m3u8") &&
         strcmp(rest, "master.m3u8") != 0) {
-        rc = hold(o, req, key);
+        if ((skip = skip_asked(req)) < 0)
+            return CB_HTTP_DONE;
+        rc = again ? 0 : hold(o, req, key);
         if (rc)
             return rc > 0 ? CB_HTTP_DEFERRED : CB_HTTP_DONE;
     }
@@ -468,6 +563,23 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
                                                    strerror(-rc));
     }
     snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "\"", st.size, (uint64_t) st.mtime_ms);
+    if (skip) {
+        cb_buf_init(&delta, PLAYLIST_MAX);
+        rc = delta_of(o, key, fd, &st, &delta);
+        if (rc == 0) {
+            have_delta = true; /* a representation of its own */
+            snprintf(etag, sizeof(etag), "\"%" PRIx64 "-%" PRIx64 "-delta\"", st.size,
+                     (uint64_t) st.mtime_ms);
+        } else {
+            cb_buf_release(&delta);
+            if (rc != -ENOENT) {
+                if (fd >= 0)
+                    close(fd);
+                return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s",
+                                           strerror(-rc));
+            }
+        }
+    }
     cb_http_date(st.mtime_ms, lastmod);
     cache = what != PK_MANIFEST ? o->cc_segment : vod ? o->cc_vod : o->cc_live;
     if (rendition[0])
@@ -488,8 +600,20 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
         (!inm && ims && strcmp(ims, lastmod) == 0)) {
         if (fd >= 0)
             close(fd);
+        if (have_delta)
+            cb_buf_release(&delta);
         cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "304" }, 1);
         return cb_http_reply(req, 304, NULL, NULL, 0);
+    }
+    if (have_delta) { /* whole: a range of a delta update means nothing */
+        if (fd >= 0)
+            close(fd);
+        cb_metric_add(o->m_served, (const char *[]){ "live", "200" }, 1);
+        cb_metric_add(o->m_bytes, (const char *[]){ "live" }, (double) delta.len);
+        cb_metric_add(o->m_delta, NULL, 1);
+        rc = cb_http_reply_buf(req, 200, content_type(what, rest), &delta);
+        cb_buf_release(&delta);
+        return rc;
     }
     r = parse_range(cb_http_req_header(req, "range"), st.size, &from, &to);
     if (r != 0 && cb_http_req_header(req, "if-range") &&
@@ -572,7 +696,7 @@ static long long number(const char *s, size_t n)
 
 bool pk_origin_playlist_state(const char *text, size_t len, pk_playlist_state_t *ps)
 {
-    long long mseq = 0, target = 0;
+    long long mseq = 0, target = 0, skipped = 0;
     int64_t count = 0;
     const char *p, *end;
 
@@ -590,6 +714,8 @@ bool pk_origin_playlist_state(const char *text, size_t len, pk_playlist_state_t 
             target = number(p + 22, n - 22);
         else if (n >= 8 && memcmp(p, "#EXTINF:", 8) == 0)
             count++;
+        else if (n > 29 && memcmp(p, "#EXT-X-SKIP:SKIPPED-SEGMENTS=", 29) == 0 && !skipped)
+            count += skipped = CB_MAX(number(p + 29, n - 29), 0); /* a delta update's (once) */
         else if (n >= 14 && memcmp(p, "#EXT-X-ENDLIST", 14) == 0)
             ps->ended = true;
         p += n + 1;
@@ -880,6 +1006,9 @@ static void origin_free(void *obj)
         pthread_join(o->threads[i], NULL);
     for (i = 0; i < o->nservers; i++)
         cb_http_free(o->servers[i]);
+    for (i = 0; i < DELTA_CACHE; i++)
+        free(o->deltas[i].text);
+    pthread_mutex_destroy(&o->dlock);
     pthread_mutex_destroy(&o->lock);
     pthread_mutex_destroy(&o->wlock);
     pthread_cond_destroy(&o->wcond);
@@ -915,6 +1044,7 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
     o->sniff = !cfg->tls_cert[0]; /* plain: HTTP/2 by prior knowledge as well as h2c */
     o->listen_fd = -1;
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->dlock, NULL);
     pthread_mutex_init(&o->wlock, NULL);
     pthread_cond_init(&o->wcond, NULL);
     o->waiters = calloc(MAX_WAITERS, sizeof(*o->waiters));
@@ -926,6 +1056,10 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
                                    "Playlist requests held for a segment not listed yet "
                                    "(blocking reload, ?_HLS_msn).",
                                    NULL);
+    o->m_delta = cb_metrics_counter(metrics, "castbus_origin_delta_updates_total",
+                                    "Playlist Delta Updates served (?_HLS_skip): media "
+                                    "playlists without the segments players have already.",
+                                    NULL);
     o->m_served = cb_metrics_counter(metrics, "castbus_origin_responses_total",
                                      "Origin responses by tree (live, vod) and status.",
                                      (const char *[]){ "tree", "status", NULL });

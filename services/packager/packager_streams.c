@@ -48,8 +48,9 @@ const cb_config_key_t pk_config_keys[] = {
       .def = "true",
       .offset = offsetof(pk_config_t, blocking_reload),
       .help = "Live media playlists offer blocking reloads (EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD, "
-              "?_HLS_msn=N held at the origin until segment N is listed). Turn off when players "
-              "reach the playlists through something that drops the query." },
+              "?_HLS_msn=N held at the origin until segment N is listed) and delta updates "
+              "(CAN-SKIP-UNTIL, ?_HLS_skip=YES). Turn off when players reach the playlists "
+              "through something that drops the query." },
     { .name = "gap_wait",
       .type = CB_CONFIG_DURATION,
       .def = "6s",

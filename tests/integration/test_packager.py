@@ -551,6 +551,50 @@ def test_blocking_playlist_reload(start_daemon, results, storage):
     assert r.status_code == 503 and r.json()["error"]["field"] == "_HLS_msn", r.text
 
 
+def test_playlist_delta_updates(start_daemon, results, storage):
+    """?_HLS_skip=YES: the segments further back than CAN-SKIP-UNTIL become
+    one EXT-X-SKIP; the rest is the playlist as it is."""
+    import concurrent.futures
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    for seq in range(5):
+        results.done(s, seq)
+    full = wait_segments(p, f"/live/{s}/720p.m3u8", 10)  # 20 s: media sequence 0..9
+    assert "CAN-SKIP-UNTIL=12.000" in tag(full, "EXT-X-SERVER-CONTROL"), full
+    r = p.get(f"/live/{s}/720p.m3u8?_HLS_skip=YES")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apple.mpegurl"
+    delta = r.text
+    # the three that end 18, 16 and 14 s before the end; the fourth ends 12 s before it
+    assert tag(delta, "EXT-X-SKIP") == "SKIPPED-SEGMENTS=3", delta
+    assert tag(delta, "EXT-X-VERSION") == "9" and tag(delta, "EXT-X-MEDIA-SEQUENCE") == "0"
+    assert segments(delta) == segments(full)[3:], delta
+    assert delta.split("#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n")[1] == \
+        full[full.index("#EXT-X-MAP:"):].split("\n", 1)[0] + "\n" + \
+        full[full.index(f"#EXT-X-PROGRAM-DATE-TIME:{tag(delta, 'EXT-X-PROGRAM-DATE-TIME')}"):]
+    etag = r.headers["etag"]
+    assert etag != p.get(f"/live/{s}/720p.m3u8").headers["etag"]
+    assert p.get(f"/live/{s}/720p.m3u8?_HLS_skip=YES",
+                 headers={"If-None-Match": etag}).status_code == 304
+    assert "#EXT-X-SKIP:" in p.get(f"/live/{s}/720p.m3u8?_HLS_skip=v2").text
+    r = p.get(f"/live/{s}/720p.m3u8?_HLS_skip=NO")
+    assert r.status_code == 400 and r.json()["error"]["field"] == "_HLS_skip", r.text
+    assert re.search(r"^castbus_origin_delta_updates_total 2(\.0)?$", p.get("/metrics").text, re.M)
+    # with a blocking reload: the delta update once segment 10 is listed
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        held = pool.submit(p.get, f"/live/{s}/720p.m3u8?_HLS_msn=10&_HLS_skip=YES", timeout=60)
+        results.done(s, 5)
+        r = held.result(timeout=60)
+    assert r.status_code == 200 and f"720p/{START + 10 * SEG}.m4s" in r.text, r.text
+    assert tag(r.text, "EXT-X-SKIP") in ("SKIPPED-SEGMENTS=4", "SKIPPED-SEGMENTS=5"), r.text
+    # the stream ended: no delta updates, the whole playlist
+    results.done(s, 6, eos=True)
+    wait_until(lambda: "#EXT-X-ENDLIST" in playlist(p, f"/live/{s}/720p.m3u8"), 60,
+               what="the end of the stream")
+    ended = p.get(f"/live/{s}/720p.m3u8?_HLS_skip=YES").text
+    assert "#EXT-X-SKIP" not in ended and "CAN-SKIP-UNTIL" not in ended, ended
+    assert len(segments(ended)) == 14
+
+
 def test_signed_playback_urls(start_daemon, stack, storage):
     import hashlib
     import hmac
@@ -630,8 +674,9 @@ def check_low_latency(p, sid, rung, target=1.0):
     media = wait_until(lambda: (lambda t: t if len(PART_RE.findall(t)) >= 5 else None)(
         playlist(p, f"/live/{sid}/{rung}.m3u8")), 60, what=f"parts in {rung}.m3u8")
     assert tag(media, "EXT-X-PART-INF") == f"PART-TARGET={target:.3f}", media
+    skip = 6 * int(tag(media, "EXT-X-TARGETDURATION"))
     assert tag(media, "EXT-X-SERVER-CONTROL") == \
-        f"CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={3 * target:.3f}", media
+        f"CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip}.000,PART-HOLD-BACK={3 * target:.3f}", media
     assert "#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\",LAST-MSN=" in media, media
     by_uri = {}
     for dur, uri, length, offset, indep in PART_RE.findall(media):

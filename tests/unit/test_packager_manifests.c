@@ -174,6 +174,71 @@ static void test_live_discontinuity_gap_and_end(void **state)
     media_golden(&m, "live_discontinuity_gap_end.m3u8");
 }
 
+/*
+ * Playlist Delta Updates (?_HLS_skip=YES): twelve 2 s segments, the init
+ * segment changing at the fifth (a reconnect, with a discontinuity) and the
+ * parts of the last ones listed. CAN-SKIP-UNTIL is 12 s, so the five
+ * segments that end further back than that become one EXT-X-SKIP (the
+ * sixth ends 12 s from the end and stays), and the init segment the sixth
+ * plays with is repeated before it.
+ */
+static void test_live_delta_update(void **state)
+{
+    static const pk_hls_part_t parts[2] = {
+        { 0, 41234, 90000, true },
+        { 41234, 9876, 90000, false },
+    };
+    pk_hls_segment_t segs[12];
+    char uris[12][64];
+    pk_hls_media_t m = { .media_sequence = 300,
+                         .discontinuity_sequence = 2,
+                         .min_target_s = 2,
+                         .can_block_reload = true,
+                         .part_target_90k = 90000,
+                         .segs = segs,
+                         .n = 12 };
+    cb_buf_t full, delta;
+    size_t i;
+
+    (void) state;
+    timeline(segs, uris, 12, 300 * SEG, "720p/init-0123456789abcdef.mp4");
+    for (i = 4; i < 12; i++)
+        segs[i].map_uri = "720p/init-fedcba9876543210.mp4";
+    segs[4].discontinuity = true;
+    for (i = 10; i < 12; i++) {
+        segs[i].parts = parts;
+        segs[i].nparts = 2;
+    }
+    cb_buf_init(&full, 1 << 16);
+    cb_buf_init(&delta, 1 << 16);
+    assert_int_equal(pk_hls_write_media(&m, &full), 0);
+    assert_non_null(strstr(full.data, "CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=3.000\n"));
+    assert_int_equal(pk_hls_delta(full.data, full.len, &delta), 0);
+    golden("live_delta_update.m3u8", &delta);
+
+    /* nothing that far back, a VOD, an ended stream: the whole playlist */
+    m.n = 6;
+    cb_buf_reset(&full);
+    cb_buf_reset(&delta);
+    assert_int_equal(pk_hls_write_media(&m, &full), 0);
+    assert_int_equal(pk_hls_delta(full.data, full.len, &delta), -ENOENT);
+    m.n = 12;
+    m.ended = true;
+    cb_buf_reset(&full);
+    assert_int_equal(pk_hls_write_media(&m, &full), 0);
+    assert_null(strstr(full.data, "CAN-SKIP-UNTIL"));
+    assert_int_equal(pk_hls_delta(full.data, full.len, &delta), -ENOENT);
+    /* not a media playlist as written */
+    assert_int_equal(pk_hls_delta("#EXTM3U\n#EXT-X-SERVER-CONTROL:CAN-SKIP-UNTIL=12\n"
+                                  "a.m4s\n",
+                                  54, &delta),
+                     -EINVAL);
+    assert_int_equal(pk_hls_delta("<MPD/>", 6, &delta), -EINVAL);
+    assert_int_equal(delta.len, 0);
+    cb_buf_release(&full);
+    cb_buf_release(&delta);
+}
+
 static void test_vod(void **state)
 {
     pk_hls_segment_t segs[3];
@@ -393,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_live_window),
         cmocka_unit_test(test_live_discontinuity_gap_and_end),
         cmocka_unit_test(test_live_low_latency),
+        cmocka_unit_test(test_live_delta_update),
         cmocka_unit_test(test_vod),
         cmocka_unit_test(test_bad_media_playlists),
         cmocka_unit_test(test_master),
