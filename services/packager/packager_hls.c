@@ -77,7 +77,7 @@ int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
     if (m->can_block_reload && !m->vod && !m->ended) {
         /* the origin answers ?_HLS_skip=YES with pk_hls_delta() */
         pk_put(&w, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%d.000",
-               PK_HLS_SKIP_TARGETS * target);
+               CB_MAX(PK_HLS_SKIP_TARGETS * target, m->skip_until_s));
         if (ll)
             pk_put(&w, ",PART-HOLD-BACK=%.3f", seconds(hold));
         pk_put(&w, "\n");

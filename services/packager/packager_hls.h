@@ -76,6 +76,8 @@ typedef struct pk_hls_media {
     bool can_block_reload;          /* EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES */
     int64_t part_target_90k;        /* low latency (needs can_block_reload): PART-TARGET; 0: none */
     int64_t part_hold_back_90k;     /* PART-HOLD-BACK (at least 3 part targets are used) */
+    int skip_until_s;               /* CAN-SKIP-UNTIL, s, the same in every rendition's playlist
+                       * (at least six of this one's target durations are used) */
     const pk_hls_report_t *reports; /* the other renditions (low latency) */
     size_t nreports;
     const pk_hls_segment_t *segs;

@@ -86,6 +86,27 @@ static int64_t edge_parts(const pk_timeline_t *tl, size_t ri, size_t from, pk_hl
     return tl->packaging.part_target_ms * 90;
 }
 
+/*
+ * The longest EXT-X-TARGETDURATION any rendition's playlist has over the
+ * window: CAN-SKIP-UNTIL is six of it in every playlist, as the
+ * specification asks the same EXT-X-SERVER-CONTROL of all of them.
+ */
+static int stream_target_s(const pk_timeline_t *tl, size_t from)
+{
+    int64_t longest = tl->target_90k;
+    size_t i, j;
+
+    for (i = from; i < tl->n; i++) {
+        const pk_entry_t *e = pk_tl_entry(tl, i);
+
+        longest = CB_MAX(longest, e->dur_90k);
+        for (j = 0; !e->gap && j < tl->nrend; j++)
+            if (piece(e, j))
+                longest = CB_MAX(longest, piece(e, j)->dur_90k);
+    }
+    return (int) ((longest + 45000) / 90000); /* rounded, as the writer does */
+}
+
 static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
                           const pk_render_opts_t *o, cb_buf_t *out)
 {
@@ -133,6 +154,7 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
             .can_block_reload = o->can_block_reload && !o->vod && !tl->ended,
             .part_target_90k = part_target,
             .part_hold_back_90k = 3 * part_target, /* what the specification asks */
+            .skip_until_s = PK_HLS_SKIP_TARGETS * stream_target_s(tl, from),
             .reports = reports,
             .nreports = nreports,
             .segs = segs,

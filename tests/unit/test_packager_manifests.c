@@ -228,6 +228,12 @@ static void test_live_delta_update(void **state)
     assert_int_equal(pk_hls_write_media(&m, &full), 0);
     assert_null(strstr(full.data, "CAN-SKIP-UNTIL"));
     assert_int_equal(pk_hls_delta(full.data, full.len, &delta), -ENOENT);
+    /* another rendition's longer target: the same boundary in every playlist */
+    m.ended = false;
+    m.skip_until_s = 18;
+    cb_buf_reset(&full);
+    assert_int_equal(pk_hls_write_media(&m, &full), 0);
+    assert_non_null(strstr(full.data, "CAN-SKIP-UNTIL=18.000,"));
     /* not a media playlist as written */
     assert_int_equal(pk_hls_delta("#EXTM3U\n#EXT-X-SERVER-CONTROL:CAN-SKIP-UNTIL=12\n"
                                   "a.m4s\n",
