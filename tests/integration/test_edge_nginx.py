@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, wait_until
-from test_edge_varnish import (ANY_HOST, EdgeCache, live_stream, segment_paths,  # noqa: F401
-                               started_edges, storage, warm)
+from test_edge_varnish import (ANY_HOST, EdgeCache, check_compressed_manifests,  # noqa: F401
+                               live_stream, segment_paths, started_edges, storage, warm)
 from test_packager import SEG, START
 
 EDGE_NGINX = str(ROOT / "tools" / "edge-nginx")
@@ -69,6 +69,11 @@ def nginxes():
     if not os.path.exists(LUA):
         pytest.skip(f"{LUA} is not installed (tools/bootstrap installs it)")
     yield from started_edges(Nginx, NGINX)
+
+
+def test_nginx_edge_compresses_manifests(start_daemon, stack, storage, nginxes):
+    p, s = live_stream(start_daemon, stack, storage, jobs=6)
+    check_compressed_manifests(nginxes("a", p.origin_port), p, s)
 
 
 def test_nginx_edge_purges_and_bans(start_daemon, stack, storage, nginxes):

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port
-from test_edge_varnish import (ANY_HOST, EdgeCache, live_stream, segment_paths,  # noqa: F401
-                               started_edges, storage, warm)
+from test_edge_varnish import (ANY_HOST, EdgeCache, check_compressed_manifests,  # noqa: F401
+                               live_stream, segment_paths, started_edges, storage, warm)
 from test_packager import START
 
 EDGE = ROOT / "deploy" / "edge" / "trafficserver"
@@ -81,6 +81,11 @@ class TrafficServer(EdgeCache):
 @pytest.fixture
 def trafficservers():
     yield from started_edges(TrafficServer, TRAFFIC_MANAGER)
+
+
+def test_trafficserver_edge_compresses_manifests(start_daemon, stack, storage, trafficservers):
+    p, s = live_stream(start_daemon, stack, storage, jobs=6)
+    check_compressed_manifests(trafficservers("a", p.origin_port), p, s)
 
 
 def test_trafficserver_edge_purges_and_bans(start_daemon, stack, storage, trafficservers):

@@ -133,13 +133,14 @@ def storage(tmp_path):
     return tmp_path / "media"
 
 
-def live_stream(start_daemon, stack, storage):
-    """A packager origin with one stream's first job published: (packager, stream)."""
+def live_stream(start_daemon, stack, storage, jobs=1):
+    """A packager origin with one stream's first jobs published: (packager, stream)."""
     results = Results(stack, storage)
     p = start_packager(start_daemon, storage)
     s = unique("pk")
-    results.done(s, 0)
-    wait_until(lambda: p.get(f"/live/{s}/720p.m3u8").status_code == 200, 60,
+    for seq in range(jobs):
+        results.done(s, seq)
+    wait_until(lambda: p.get(f"/live/{s}/720p.m3u8").text.count("#EXTINF") == 2 * jobs, 60,
                what="the stream's playlists")
     return p, s
 
@@ -161,6 +162,33 @@ def warm(edge, path):
     hit = edge.get(path)
     assert hit.headers["X-Cache"] == "HIT", (path, dict(hit.headers))
     return hit
+
+
+def check_compressed_manifests(edge, p, s):
+    """Manifests leave the edge gzipped for clients that take it, the same
+    text once inflated; plain for the others; segments as they are."""
+    import gzip
+    for path in (f"/live/{s}/manifest.mpd", f"/live/{s}/720p.m3u8?_HLS_msn=0"):
+        want = p.get(path).content
+        assert len(want) >= 1024, (path, len(want))  # worth compressing
+        for _ in range(2):  # a miss, then a hit
+            r = requests.get(edge.url(path), headers={"Accept-Encoding": "gzip"}, timeout=10,
+                             stream=True)
+            raw = r.raw.read()
+            assert r.status_code == 200 and r.headers.get("Content-Encoding") == "gzip", \
+                (path, dict(r.headers))
+            assert gzip.decompress(raw) == want and len(raw) < len(want), path
+        r = requests.get(edge.url(path), headers={"Accept-Encoding": "identity"}, timeout=10)
+        assert r.status_code == 200 and "Content-Encoding" not in r.headers and \
+            r.content == want, (path, dict(r.headers))
+    video = segment_paths(s)[0]
+    r = requests.get(edge.url(video), headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert r.status_code == 200 and "Content-Encoding" not in r.headers, dict(r.headers)
+
+
+def test_varnish_edge_compresses_manifests(start_daemon, stack, storage, edges):
+    p, s = live_stream(start_daemon, stack, storage, jobs=6)
+    check_compressed_manifests(edges("a", p.origin_port), p, s)
 
 
 def test_varnish_edges_purge_by_url_key_and_ban(start_daemon, stack, storage, edges):

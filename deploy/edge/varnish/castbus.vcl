@@ -23,7 +23,8 @@ vcl 4.1;
 #
 # TTLs: what the origin says (Cache-Control); without it manifests 1 s,
 # segments 1 day, 404 1 s. Grace (stale served while the origin is down or
-# refetching): manifests 2 s, segments 1 h.
+# refetching): manifests 2 s, segments 1 h. Manifests are kept gzipped and
+# sent so to clients that send Accept-Encoding: gzip.
 
 import purge;
 import std;
@@ -109,6 +110,11 @@ sub vcl_backend_response {
     }
     if (bereq.url ~ "\.(m3u8|mpd)(\?.*)?$") {
         set beresp.grace = 2s;
+        if (beresp.status == 200 && !beresp.http.Content-Encoding) {
+            # text that grows with the DVR window: stored gzipped, sent so
+            # to players that take it (gunzipped for the others)
+            set beresp.do_gzip = true;
+        }
     } elsif (bereq.url ~ "\.(m4s|mp4|m4a|m4v|cmfv|cmfa|cmft|ts|aac|vtt|webvtt)(\?.*)?$") {
         set beresp.grace = 1h;
     }
