@@ -1,8 +1,10 @@
 vcl 4.1;
 
 # deploy/compose/varnish/default.vcl - the CDN edge of the compose stack: caches
-# HLS/DASH from the packager origin (packager:8090). Purge and xkey handling arrive
-# with their own issue; until then objects simply expire.
+# HLS/DASH from the packager origin (packager:8090). The stock varnish image has
+# no varnish-modules, so this edge takes no purges (deploy/edge/varnish/castbus.vcl
+# does, with xkey): objects simply expire. Manifests are kept gzipped and sent so
+# to players that take them, as there.
 #
 # TTLs when the origin sends no Cache-Control of its own:
 #   manifests (.m3u8, .mpd)          1 s, grace 2 s  (live playlists change every segment)
@@ -46,6 +48,10 @@ sub vcl_backend_response {
     if (beresp.status >= 500 && bereq.is_bgfetch) {
         # keep serving the stale copy while the origin has trouble
         return (abandon);
+    }
+    if (beresp.status == 200 && bereq.url ~ "\.(m3u8|mpd)(\?.*)?$" &&
+        !beresp.http.Content-Encoding) {
+        set beresp.do_gzip = true; # text that grows with the DVR window
     }
     if (beresp.http.Cache-Control || beresp.http.Expires) {
         # the origin decides
