@@ -1127,12 +1127,35 @@ void cb_http_date(int64_t ms, char out[CB_HTTP_DATE_LEN])
     memcpy(p, " GMT", 5);
 }
 
+/* More of an in-memory body: 0 when all is sent, 1 when more follows on a
+ * writable callback (asked for), -1 on a broken connection. */
+static int body_progress(cb_http_req_t *req, struct lws *wsi, unsigned char *buf, bool h2)
+{
+    size_t remaining = req->resp_body.len - req->body_sent;
+    int n = (int) CB_MIN(remaining, h2 ? h2_room(wsi) : (size_t) WRITE_CHUNK);
+
+    if (n == 0) {
+        lws_callback_on_writable(wsi);
+        return 1;
+    }
+    memcpy(buf, req->resp_body.data + req->body_sent, (size_t) n);
+    if (lws_write(wsi, buf, (size_t) n,
+                  (size_t) n == remaining ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != n)
+        return -1;
+    req->body_sent += (size_t) n;
+    if (req->body_sent < req->resp_body.len) {
+        lws_callback_on_writable(wsi);
+        return 1;
+    }
+    return 0;
+}
+
 /* Write the response: headers on the first call, then the body in chunks. */
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
     cb_http_req_t *req = pss->req;
     unsigned char *start = h->wbuf + LWS_PRE, *p = start, *end = h->wbuf + WRITE_BUF_SIZE - 1;
-    size_t pos = 0, remaining;
+    size_t pos = 0;
     bool h2 = is_h2(wsi);
     int n;
 
@@ -1226,10 +1249,15 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
             if (lws_finalize_write_http_header(wsi, start, &p, end))
                 return -1;
             req->headers_sent = true;
-            if (req->resp_body.len || h2) {
+            /* HTTP/2: the body's first frame in the same callback while the
+             * connection takes it (a playlist: HEADERS and DATA in one pass of
+             * the loop, not a poll() each) */
+            if (!h2 ? req->resp_body.len > 0 : !req->resp_body.len || lws_send_pipe_choked(wsi)) {
                 lws_callback_on_writable(wsi);
                 return 0;
             }
+            if (h2 && (n = body_progress(req, wsi, start, true)) != 0)
+                return n < 0 ? -1 : 0;
         }
     } else if (req->file_fd >= 0 && (req->file_left || !h2)) {
         if ((n = file_progress(req, wsi, start, WRITE_CHUNK)) != 0)
@@ -1238,22 +1266,8 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
         /* HTTP/2: an empty body still ends the stream */
         if (lws_write(wsi, start, 0, LWS_WRITE_HTTP_FINAL) != 0)
             return -1;
-    } else {
-        remaining = req->resp_body.len - req->body_sent;
-        n = (int) CB_MIN(remaining, h2 ? h2_room(wsi) : (size_t) WRITE_CHUNK);
-        if (n == 0) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
-        memcpy(start, req->resp_body.data + req->body_sent, (size_t) n);
-        if (lws_write(wsi, start, (size_t) n,
-                      (size_t) n == remaining ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != n)
-            return -1;
-        req->body_sent += (size_t) n;
-        if (req->body_sent < req->resp_body.len) {
-            lws_callback_on_writable(wsi);
-            return 0;
-        }
+    } else if ((n = body_progress(req, wsi, start, h2)) != 0) {
+        return n < 0 ? -1 : 0;
     }
 
     /*
