@@ -154,7 +154,9 @@ struct cb_http {
     size_t nroutes;
     cb_workq_t *workers;
     size_t nworkers;
-    unsigned char *wbuf;         /* WRITE_BUF_SIZE bytes, loop thread only */
+    unsigned char *wbuf; /* WRITE_BUF_SIZE bytes, loop thread only */
+    int corked[64];      /* HTTP/2 connections corked in this pass of the loop */
+    size_t ncorked;
     char date[CB_HTTP_DATE_LEN]; /* the Date header of this second, loop thread only */
     char server[48];             /* the Server header */
     time_t date_sec;
@@ -1150,6 +1152,20 @@ static int body_progress(cb_http_req_t *req, struct lws *wsi, unsigned char *buf
     return 0;
 }
 
+/* An HTTP/2 connection corked until the end of this pass of the loop. */
+static void h2_cork(cb_http_t *h, struct lws *wsi)
+{
+    int fd = (int) lws_get_socket_fd(lws_get_network_wsi(wsi)), on = 1;
+    size_t i;
+
+    for (i = 0; i < h->ncorked; i++)
+        if (h->corked[i] == fd)
+            return;
+    if (fd >= 0 && h->ncorked < sizeof(h->corked) / sizeof(h->corked[0]) &&
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on)) == 0)
+        h->corked[h->ncorked++] = fd;
+}
+
 /* Write the response: headers on the first call, then the body in chunks. */
 static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 {
@@ -1161,6 +1177,8 @@ static int on_writeable(cb_http_t *h, struct lws *wsi, pss_t *pss)
 
     if (!req || !atomic_load(&req->replied))
         return 0;
+    if (h2)
+        h2_cork(h, wsi);
     if (req->ended) {
         /* see below: wait for the connection to take what lws holds of the stream */
         if (lws_partial_buffered(lws_get_network_wsi(wsi))) {
@@ -1537,7 +1555,11 @@ int cb_http_run(cb_http_t *h)
     h->loop_thread = pthread_self();
     h->running = true;
     while (!atomic_load(&h->stopping)) {
-        if (lws_service(h->ctx, 0) < 0)
+        int rc = lws_service(h->ctx, 0), off = 0;
+
+        while (h->ncorked) /* what the pass wrote leaves together */
+            setsockopt(h->corked[--h->ncorked], IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+        if (rc < 0)
             break;
     }
     h->running = false;
