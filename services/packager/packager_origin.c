@@ -466,7 +466,6 @@ static int delta_of(pk_origin_t *o, const char *key, int fd, const cb_storage_st
     pthread_mutex_unlock(&o->dlock);
     if (rc)
         return rc > 0 ? 0 : rc;
-    cb_buf_init(&b, PLAYLIST_MAX);
     if (fd >= 0) {
         char *text = malloc(size ? size : 1);
         ssize_t n = text ? pread(fd, text, size, 0) : -1;
@@ -474,13 +473,14 @@ static int delta_of(pk_origin_t *o, const char *key, int fd, const cb_storage_st
         rc = !text ? -ENOMEM : n != (ssize_t) size ? -EIO : pk_hls_delta(text, size, out);
         free(text);
     } else {
+        cb_buf_init(&b, PLAYLIST_MAX);
         rc = cb_storage_get(o->storage, key, &b);
         if (rc == 0 && b.len != size)
             rc = -EAGAIN; /* replaced meanwhile: the ETag would lie */
         if (rc == 0)
             rc = pk_hls_delta(b.data, b.len, out);
+        cb_buf_release(&b);
     }
-    cb_buf_release(&b);
     if (rc == 0 && out->len <= DELTA_KEEP_MAX) {
         char *copy = malloc(out->len ? out->len : 1);
 

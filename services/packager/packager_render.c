@@ -107,7 +107,7 @@ static int stream_target_s(const pk_timeline_t *tl, size_t from)
     return (int) ((longest + 45000) / 90000); /* rounded, as the writer does */
 }
 
-static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
+static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from, int skip_until_s,
                           const pk_render_opts_t *o, cb_buf_t *out)
 {
     const pk_rendition_t *r = &tl->rend[ri];
@@ -154,7 +154,7 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from,
             .can_block_reload = o->can_block_reload && !o->vod && !tl->ended,
             .part_target_90k = part_target,
             .part_hold_back_90k = 3 * part_target, /* what the specification asks */
-            .skip_until_s = PK_HLS_SKIP_TARGETS * stream_target_s(tl, from),
+            .skip_until_s = skip_until_s,
             .reports = reports,
             .nreports = nreports,
             .segs = segs,
@@ -370,14 +370,15 @@ int pk_render(const pk_timeline_t *tl, const pk_render_opts_t *o, pk_render_file
     size_t from = o->vod || tl->ended ? 0 : pk_tl_window_start(tl, o->window_s), i;
     char name[48];
     cb_buf_t b;
-    int rc;
+    int rc, skip_until_s;
 
     if (tl->n == 0 || tl->nrend == 0)
         return -ENODATA;
+    skip_until_s = PK_HLS_SKIP_TARGETS * stream_target_s(tl, from); /* one for every rendition */
     cb_buf_init(&b, 16 << 20);
     for (i = 0; i < tl->nrend; i++) {
         cb_buf_reset(&b);
-        rc = media_playlist(tl, i, from, o, &b);
+        rc = media_playlist(tl, i, from, skip_until_s, o, &b);
         snprintf(name, sizeof(name), "%s.m3u8", tl->rend[i].name);
         if (rc || (rc = fn(arg, name, &b)))
             goto out;
