@@ -768,7 +768,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         pthread_mutex_unlock(&c->lock);
         cb_log_info("kafka: group '%s' assigned %d partitions", c->group, parts->cnt);
         rd_kafka_assign(rk, parts);
-        /* a pause from the previous assignment does not carry over */
+        /* librdkafka keeps a partition paused when it is assigned back to this
+         * member (a pause of ours taken before the rebalance): resume them all,
+         * so the poll loop's `paused` says what librdkafka does */
+        rd_kafka_resume_partitions(rk, parts);
         c->paused = false;
         return;
     }
