@@ -203,3 +203,44 @@ def test_in_flight_is_bounded_by_workers(stack, topic, probes):
             busy.discard((e["partition"], e["offset"]))
         most = max(most, len(busy))
     assert most == 2
+
+
+def test_a_busy_member_resumes_after_a_rebalance(stack, topic, probes):
+    """A member whose one job slot is busy pauses its partitions. A
+    rebalance that comes meanwhile waits for the running message, then
+    hands some partitions back to the member, and librdkafka keeps those
+    paused: the member must resume them itself. It once did not, and
+    stopped consuming for good."""
+    group = unique("g")
+    produce(stack, topic, [(b"first", job("first", 1))])
+    busy = probes("consume", f"--topic={topic}", f"--group={group}", "--workers=1",
+                  "--hold-first-ms=10000")
+    busy.wait_event(lambda e: e["event"] == "received", 60, "the first message")
+    other = probes("consume", f"--topic={topic}", f"--group={group}", "--workers=1")
+    admin = AdminClient({"bootstrap.servers": stack.brokers})
+
+    def both_assigned():
+        (d,) = admin.describe_consumer_groups([group]).values()
+        members = d.result(30).members
+        return len(members) == 2 and all(m.assignment.topic_partitions for m in members)
+    wait_until(both_assigned, 90, what="the rebalance that gives the second member partitions")
+    p = Producer({"bootstrap.servers": stack.brokers})
+    for part in range(3):
+        p.produce(topic, value=job(f"after{part}", part), key=f"after{part}".encode(),
+                  partition=part)
+    assert p.flush(30) == 0
+
+    def handled():
+        keys, done = {}, set()
+        for pr in (busy, other):
+            for e in pr.poll_events():
+                if e["event"] == "received":
+                    keys[(e["partition"], e["offset"])] = e["key"]
+                elif e["event"] == "handled":
+                    done.add((e["partition"], e["offset"]))
+        return {keys.get(x) for x in done}
+    # every message is handled, whichever member has its partition now
+    want = {"first", "after0", "after1", "after2"}
+    wait_until(lambda: want <= handled(), 90, what="every message handled after the rebalance")
+    assert busy.stop() == 0 and other.stop() == 0
+    assert busy.stderr_text().count("assigned") >= 2  # its first assignment and the rebalance's

@@ -3,7 +3,8 @@
  * integration tests. It prints one JSON object per line on stdout.
  *
  *   bus_probe consume --topic T --group G [--validate-as PROTO_TOPIC] [--hold-ms N]
- *                     [--fail-times N] [--fail-always] [--workers N] [--max-messages N]
+ *                     [--hold-first-ms N] [--fail-times N] [--fail-always] [--workers N]
+ *                     [--max-messages N]
  *       libcommon consumer group; the handler validates each message
  *       against proto/ (invalid: dead letter), prints "received", holds
  *       (so a test can kill -9 it before the commit), fails on purpose if
@@ -40,7 +41,7 @@ CB_PG_MIGRATIONS_DECLARE(itest_migrations);
 
 typedef struct probe_opts {
     char *topic, *group, *subject, *schema, *validate_as;
-    int64_t hold_ms, fail_times, workers, max_messages, delay_ms;
+    int64_t hold_ms, hold_first_ms, fail_times, workers, max_messages, delay_ms;
     bool fail_always;
 } probe_opts_t;
 
@@ -81,6 +82,12 @@ static const cb_config_key_t probe_keys[] = {
       .flags = CB_CONFIG_CLI,
       .offset = offsetof(probe_opts_t, hold_ms),
       .help = "Hold each message this long." },
+    { .name = "hold_first_ms",
+      .type = CB_CONFIG_INT,
+      .def = "0",
+      .flags = CB_CONFIG_CLI,
+      .offset = offsetof(probe_opts_t, hold_first_ms),
+      .help = "Hold the first message received this long (a member kept busy)." },
     { .name = "fail_times",
       .type = CB_CONFIG_INT,
       .def = "0",
@@ -117,6 +124,7 @@ static const cb_config_key_t probe_keys[] = {
 static probe_opts_t opts;
 static cb_deps_t deps = { .want = CB_DEP_KAFKA | CB_DEP_NATS | CB_DEP_PG };
 static atomic_int handled;
+static atomic_bool held_first;
 static atomic_bool stop;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -154,6 +162,8 @@ static cb_kafka_result_t handle(void *arg, const cb_kafka_msg_t *m, char *reason
         snprintf(reason, len, "%s", e.text);
         return CB_KAFKA_INVALID;
     }
+    if (opts.hold_first_ms > 0 && !atomic_exchange(&held_first, true))
+        usleep((useconds_t) opts.hold_first_ms * 1000);
     if (opts.hold_ms > 0)
         usleep((useconds_t) opts.hold_ms * 1000);
     if (opts.fail_always || m->attempt <= opts.fail_times) {
