@@ -189,6 +189,13 @@ int pk_dash_write_mpd(const pk_dash_mpd_t *m, cb_buf_t *out)
     if (m->max_segment_ms > 0)
         put_duration(&w, "maxSegmentDuration", m->max_segment_ms);
     pk_put(&w, ">\n");
+    if (m->dynamic && m->latency_target_ms > 0)
+        pk_put(&w,
+               "  <ServiceDescription id=\"0\">\n"
+               "    <Latency target=\"%lld\"/>\n"
+               "    <PlaybackRate min=\"1\" max=\"1\"/>\n"
+               "  </ServiceDescription>\n",
+               (long long) m->latency_target_ms);
     for (p = 0; p < m->nperiods; p++) {
         const pk_dash_period_t *per = &m->periods[p];
 

@@ -66,6 +66,8 @@ typedef struct pk_dash_mpd {
     int64_t dvr_window_s;          /* dynamic: timeShiftBufferDepth */
     int64_t update_period_ms;      /* dynamic: minimumUpdatePeriod */
     int64_t presentation_delay_ms; /* dynamic: suggestedPresentationDelay */
+    int64_t latency_target_ms;     /* dynamic: ServiceDescription Latency@target (behind the
+                                    * wall clock; PlaybackRate 1, no catch-up); 0: none */
     int64_t min_buffer_ms;
     int64_t max_segment_ms;          /* maxSegmentDuration */
     const char *utc_timing_uri;      /* dynamic: UTCTiming http-iso source; NULL: none */

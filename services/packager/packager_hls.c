@@ -73,7 +73,7 @@ int pk_hls_write_media(const pk_hls_media_t *m, cb_buf_t *out)
         pk_put(&w, "#EXT-X-DISCONTINUITY-SEQUENCE:%lld\n", (long long) m->discontinuity_sequence);
     if (m->vod)
         pk_put(&w, "#EXT-X-PLAYLIST-TYPE:VOD\n");
-    hold = CB_MAX(m->part_hold_back_90k, 3 * m->part_target_90k);
+    hold = CB_MAX(m->part_hold_back_90k, 2 * m->part_target_90k);
     if (m->can_block_reload && !m->vod && !m->ended) {
         /* the origin answers ?_HLS_skip=YES with pk_hls_delta() */
         pk_put(&w, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%d.000",

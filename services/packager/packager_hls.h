@@ -75,7 +75,7 @@ typedef struct pk_hls_media {
     bool ended;                     /* the live stream ended: ENDLIST */
     bool can_block_reload;          /* EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES */
     int64_t part_target_90k;        /* low latency (needs can_block_reload): PART-TARGET; 0: none */
-    int64_t part_hold_back_90k;     /* PART-HOLD-BACK (at least 3 part targets are used) */
+    int64_t part_hold_back_90k;     /* PART-HOLD-BACK (at least 2 part targets are used) */
     int skip_until_s;               /* CAN-SKIP-UNTIL, s, the same in every rendition's playlist
                        * (at least six of this one's target durations are used) */
     const pk_hls_report_t *reports; /* the other renditions (low latency) */

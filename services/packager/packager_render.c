@@ -153,7 +153,11 @@ static int media_playlist(const pk_timeline_t *tl, size_t ri, size_t from, int s
             .ended = tl->ended,
             .can_block_reload = o->can_block_reload && !o->vod && !tl->ended,
             .part_target_90k = part_target,
-            .part_hold_back_90k = 3 * part_target, /* what the specification asks */
+            /* the least the specification allows: parts come a segment
+             * at a time, so hls.js's distance from the wall clock is this,
+             * plus up to a segment and the pipeline's lag behind it at its
+             * first load, plus its startup (docs/packager.md) */
+            .part_hold_back_90k = 2 * part_target,
             .skip_until_s = skip_until_s,
             .reports = reports,
             .nreports = nreports,
@@ -348,8 +352,19 @@ static int mpd(const pk_timeline_t *tl, size_t from, const pk_render_opts_t *o, 
             .availability_start_ms = tl->ast_ms,
             .publish_ms = o->now_ms,
             .dvr_window_s = CB_MAX(o->window_s, 3 * tl->target_90k / 90000),
-            .update_period_ms = tl->target_90k / 90,
-            .presentation_delay_ms = 2 * tl->target_90k / 90,
+            /*
+             * Two delays for two kinds of player (docs/packager.md). The
+             * ServiceDescription's target is behind the wall clock (dash.js
+             * takes it before suggestedPresentationDelay): a segment is listed
+             * when complete, so two targets leave one for the pipeline's lag.
+             * suggestedPresentationDelay is behind the newest segment listed
+             * when the MPD was loaded, itself up to a segment behind (Shaka
+             * Player). An MPD reloaded every quarter segment lets both find
+             * a new segment soon after it is listed.
+             */
+            .update_period_ms = tl->target_90k / 90 / 4,
+            .presentation_delay_ms = 5 * tl->target_90k / 90 / 4,
+            .latency_target_ms = 2 * tl->target_90k / 90,
             .min_buffer_ms = tl->target_90k / 90,
             .max_segment_ms = max_dur / 90,
             .utc_timing_uri = o->utc_timing_uri,

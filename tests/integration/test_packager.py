@@ -215,6 +215,12 @@ def test_results_become_hls_and_dash_in_order(start_daemon, results, storage):
     for attr in ("availabilityStartTime", "timeShiftBufferDepth", "minimumUpdatePeriod",
                  "suggestedPresentationDelay"):
         assert mpd.get(attr), attr
+    # a delay behind the newest segment (Shaka Player), a target behind the wall clock (dash.js)
+    assert mpd.get("suggestedPresentationDelay") == "PT2.500S"  # 1.25 segments
+    assert mpd.get("minimumUpdatePeriod") == "PT0.500S"
+    sd = mpd.find("d:ServiceDescription", ns)
+    assert sd.find("d:Latency", ns).get("target") == "4000"
+    assert sd.find("d:PlaybackRate", ns).attrib == {"min": "1", "max": "1"}
     assert mpd.find("d:UTCTiming", ns) is not None
     sets = mpd.findall("d:Period/d:AdaptationSet", ns)
     assert [a.get("contentType") for a in sets] == ["video", "audio"]
@@ -676,7 +682,7 @@ def check_low_latency(p, sid, rung, target=1.0):
     assert tag(media, "EXT-X-PART-INF") == f"PART-TARGET={target:.3f}", media
     skip = 6 * int(tag(media, "EXT-X-TARGETDURATION"))
     assert tag(media, "EXT-X-SERVER-CONTROL") == \
-        f"CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip}.000,PART-HOLD-BACK={3 * target:.3f}", media
+        f"CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip}.000,PART-HOLD-BACK={2 * target:.3f}", media
     assert "#EXT-X-RENDITION-REPORT:URI=\"audio.m3u8\",LAST-MSN=" in media, media
     by_uri = {}
     for dur, uri, length, offset, indep in PART_RE.findall(media):

@@ -212,7 +212,7 @@ static void test_live_delta_update(void **state)
     cb_buf_init(&full, 1 << 16);
     cb_buf_init(&delta, 1 << 16);
     assert_int_equal(pk_hls_write_media(&m, &full), 0);
-    assert_non_null(strstr(full.data, "CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=3.000\n"));
+    assert_non_null(strstr(full.data, "CAN-SKIP-UNTIL=12.000,PART-HOLD-BACK=2.000\n"));
     assert_int_equal(pk_hls_delta(full.data, full.len, &delta), 0);
     golden("live_delta_update.m3u8", &delta);
 
@@ -365,8 +365,9 @@ static void test_dash_live(void **state)
                         .availability_start_ms = T0_MS,
                         .publish_ms = T0_MS + 320000,
                         .dvr_window_s = 3600,
-                        .update_period_ms = 2000,
-                        .presentation_delay_ms = 6000,
+                        .update_period_ms = 500,
+                        .presentation_delay_ms = 2500,
+                        .latency_target_ms = 4000,
                         .min_buffer_ms = 4000,
                         .max_segment_ms = 2000,
                         .utc_timing_uri = "/v1/time",
