@@ -84,7 +84,7 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
     size_t i = 0;
     int64_t next = INT64_MIN;
 
-    pk_put(w, "          <SegmentTimeline>\n");
+    pk_put(w, "        <SegmentTimeline>\n");
     while (i < set->nsegs) {
         const pk_dash_seg_t *s = &set->segs[i];
         int64_t d = listed_duration(set, i);
@@ -93,7 +93,7 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
         while (i + r + 1 < set->nsegs && listed_duration(set, i + r + 1) == d &&
                set->segs[i + r + 1].start_90k == s->start_90k + (int64_t) (r + 1) * d)
             r++;
-        pk_put(w, "            <S");
+        pk_put(w, "          <S");
         if (s->start_90k != next)
             pk_put(w, " t=\"%lld\"", (long long) s->start_90k);
         pk_put(w, " d=\"%lld\"", (long long) d);
@@ -103,7 +103,7 @@ static void put_timeline(pk_text_t *w, const pk_dash_set_t *set)
         next = s->start_90k + (int64_t) (r + 1) * d;
         i += r + 1;
     }
-    pk_put(w, "          </SegmentTimeline>\n");
+    pk_put(w, "        </SegmentTimeline>\n");
 }
 
 static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_period_t *per,
@@ -134,6 +134,14 @@ static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_period_t 
     /* live: the Period's media time, shared; VOD: each set starts at its own
      * first sample (audio frames start a few ms off the video's) */
     pto = !m->dynamic && set->nsegs ? set->segs[0].start_90k : per->pto_90k;
+    /* one timeline for the set: its renditions are cut from the same source
+     * segments, so a long DVR window is listed once, not once per rung */
+    pk_put(w,
+           "      <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"%lld\" "
+           "media=\"$RepresentationID$/$Time$.m4s\">\n",
+           (long long) pto);
+    put_timeline(w, set);
+    pk_put(w, "      </SegmentTemplate>\n");
     for (i = 0; i < set->nreps; i++) {
         const pk_dash_rep_t *r = &set->reps[i];
 
@@ -152,12 +160,9 @@ static int put_set(pk_text_t *w, const pk_dash_mpd_t *m, const pk_dash_period_t 
                    "value=\"%d\"/>\n",
                    r->channels > 0 ? r->channels : 2);
         }
-        pk_put(w,
-               "        <SegmentTemplate timescale=\"90000\" presentationTimeOffset=\"%lld\" "
-               "initialization=\"%s\" media=\"%s/$Time$.m4s\">\n",
-               (long long) pto, r->init_uri, r->id);
-        put_timeline(w, set);
-        pk_put(w, "        </SegmentTemplate>\n      </Representation>\n");
+        /* the rest of the template comes from the set's */
+        pk_put(w, "        <SegmentTemplate initialization=\"%s\"/>\n      </Representation>\n",
+               r->init_uri);
     }
     pk_put(w, "    </AdaptationSet>\n");
     return 0;

@@ -204,10 +204,9 @@ def test_results_become_hls_and_dash_in_order(start_daemon, results, storage):
 
     def mpd_with(n):
         # each manifest is its own file: the MPD may lag the playlist by a moment
-        # count per representation: a sum over all of them reaches n too early
+        # count per set: a sum over all of them reaches n too early
         m = ET.fromstring(p.get(f"/live/{s}/manifest.mpd").content)
-        tls = m.findall("d:Period/d:AdaptationSet/d:Representation/d:SegmentTemplate/"
-                        "d:SegmentTimeline", ns)
+        tls = m.findall("d:Period/d:AdaptationSet/d:SegmentTemplate/d:SegmentTimeline", ns)
         counts = [sum(1 + int(x.get("r", "0")) for x in tl.findall("d:S", ns)) for tl in tls]
         return m if counts and min(counts) >= n else None
     mpd = wait_until(lambda: mpd_with(8), 30, what="the MPD with 8 segments")
@@ -226,7 +225,12 @@ def test_results_become_hls_and_dash_in_order(start_daemon, results, storage):
     assert [a.get("contentType") for a in sets] == ["video", "audio"]
     reps = sets[0].findall("d:Representation", ns)
     assert [r.get("id") for r in reps] == ["720p", "360p"]
-    tl = reps[0].find("d:SegmentTemplate/d:SegmentTimeline", ns)
+    # one timeline per set, the rungs' own templates name their init segments
+    template = sets[0].find("d:SegmentTemplate", ns)
+    assert template.get("media") == "$RepresentationID$/$Time$.m4s"
+    assert [r.find("d:SegmentTemplate", ns).get("initialization").split("/")[0]
+            for r in reps] == ["720p", "360p"]
+    tl = template.find("d:SegmentTimeline", ns)
     ss = tl.findall("d:S", ns)
     assert ss[0].get("t") == str(START) and ss[0].get("d") == str(SEG)
     assert sum(1 + int(x.get("r", "0")) for x in ss) == 8

@@ -452,10 +452,10 @@ static void test_dash_timeline_joins_jitter(void **state)
     cb_buf_init(&b, 1 << 16);
     assert_int_equal(pk_dash_write_mpd(&m, &b), 0);
     assert_non_null(strstr(b.data, "<S t=\"0\" d=\"180000\" r=\"1\"/>\n"
-                                   "            <S d=\"181320\"/>\n"
-                                   "            <S d=\"180030\"/>\n"
-                                   "            <S t=\"901320\" d=\"180000\"/>\n"
-                                   "            <S d=\"180030\"/>"));
+                                   "          <S d=\"181320\"/>\n"
+                                   "          <S d=\"180030\"/>\n"
+                                   "          <S t=\"901320\" d=\"180000\"/>\n"
+                                   "          <S d=\"180030\"/>"));
     cb_buf_release(&b);
 }
 
