@@ -49,7 +49,8 @@ PKGS := libwebsockets jansson rdkafka libnats libpq hiredis libcurl openssl
 # libraries only some daemons link (pkg-config names)
 ingest_PKGS := libavformat libavcodec libavutil srt
 transcode-worker_PKGS := libavformat libavcodec libavutil libswscale libswresample
-SERVICE_PKGS := $(ingest_PKGS) $(transcode-worker_PKGS)
+packager_PKGS := zlib
+SERVICE_PKGS := $(ingest_PKGS) $(transcode-worker_PKGS) $(packager_PKGS)
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) $(SERVICE_PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 SERVICE_PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVICE_PKGS) 2>/dev/null)

@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "clock.h"
 #include "defs.h"
@@ -31,14 +33,16 @@
 
 #define MAX_OBJECT   (256u << 20) /* largest file served */
 #define SMALL_OBJECT (64u << 10)  /* read and sent with the headers; larger: sendfile */
-#define PLAYLIST_MAX (16u << 20)  /* largest playlist made into a delta update */
-/* Delta updates kept (per playlist version: every player of a stream asks
- * for the same one until it changes), each at most DELTA_KEEP_MAX bytes */
-#define DELTA_CACHE    128
-#define DELTA_KEEP_MAX (64u << 10)
-#define ASSET_CACHE    1024 /* asset -> source prefixes remembered */
-#define POLICY_CACHE   1024 /* stream -> signed or not, remembered briefly */
-#define POLICY_TTL_MS  2000
+#define PLAYLIST_MAX (16u << 20)  /* largest manifest made into a delta update or gzipped */
+/* Delta updates and gzipped manifests kept (per manifest version: every
+ * player of a stream asks for the same one until it changes), each at most
+ * KEPT_MAX bytes */
+#define KEPT_CACHE    256
+#define KEPT_MAX      (128u << 10) /* so at most 32 MiB kept */
+#define GZIP_MIN      1024         /* smaller manifests are sent as they are */
+#define ASSET_CACHE   1024         /* asset -> source prefixes remembered */
+#define POLICY_CACHE  1024         /* stream -> signed or not, remembered briefly */
+#define POLICY_TTL_MS 2000
 
 #define MAX_THREADS 16
 
@@ -168,15 +172,16 @@ struct pk_origin {
     size_t ncache, next;
     policy_t policies[POLICY_CACHE];
     size_t npolicies, next_policy;
-    cb_metric_t *m_served, *m_bytes, *m_held, *m_delta;
-    pthread_mutex_t dlock; /* the delta updates kept */
-    struct delta_kept {
+    cb_metric_t *m_served, *m_bytes, *m_held, *m_delta, *m_gzip;
+    pthread_mutex_t klock; /* what is kept */
+    struct kept {
         char key[CB_STORAGE_KEY_MAX];
-        uint64_t size;
+        uint64_t size; /* of the manifest it was made from */
         int64_t mtime_ms;
-        char *text; /* NULL: empty slot */
+        unsigned form; /* KEPT_DELTA and/or KEPT_GZIP */
+        char *bytes;   /* NULL: empty slot */
         size_t len;
-    } deltas[DELTA_CACHE];
+    } kept[KEPT_CACHE];
     char cc_segment[64], cc_live[64], cc_vod[64]; /* Cache-Control, from cfg */
 
     pthread_mutex_t wlock; /* the waiters */
@@ -438,14 +443,74 @@ static int skip_asked(cb_http_req_t *req)
     return -1;
 }
 
-/* FNV-1a: the slot a playlist's delta update is kept in. */
-static size_t delta_slot(const char *key)
+enum { KEPT_DELTA = 1, KEPT_GZIP = 2 };
+
+/* FNV-1a: the slot a form of a manifest is kept in. */
+static struct kept *kept_slot(pk_origin_t *o, const char *key, unsigned form)
 {
     uint32_t h = 2166136261u;
 
     for (; *key; key++)
         h = (h ^ (unsigned char) *key) * 16777619u;
-    return h % DELTA_CACHE;
+    h = (h ^ form) * 16777619u;
+    return &o->kept[h % KEPT_CACHE];
+}
+
+/* The kept form of that version of key appended to out: 1, 0 (none), -ENOMEM. */
+static int kept_get(pk_origin_t *o, const char *key, const cb_storage_stat_t *st, unsigned form,
+                    cb_buf_t *out)
+{
+    struct kept *k = kept_slot(o, key, form);
+    int rc = 0;
+
+    pthread_mutex_lock(&o->klock);
+    if (k->bytes && k->form == form && k->size == st->size && k->mtime_ms == st->mtime_ms &&
+        strcmp(k->key, key) == 0)
+        rc = cb_buf_append(out, k->bytes, k->len) == 0 ? 1 : -ENOMEM;
+    pthread_mutex_unlock(&o->klock);
+    return rc;
+}
+
+static void kept_put(pk_origin_t *o, const char *key, const cb_storage_stat_t *st, unsigned form,
+                     const cb_buf_t *b)
+{
+    struct kept *k = kept_slot(o, key, form);
+    char *copy = b->len <= KEPT_MAX ? malloc(b->len ? b->len : 1) : NULL;
+
+    if (!copy)
+        return;
+    memcpy(copy, b->data, b->len);
+    pthread_mutex_lock(&o->klock);
+    free(k->bytes);
+    snprintf(k->key, sizeof(k->key), "%s", key);
+    k->size = st->size;
+    k->mtime_ms = st->mtime_ms;
+    k->form = form;
+    k->bytes = copy;
+    k->len = b->len;
+    pthread_mutex_unlock(&o->klock);
+}
+
+/* The manifest at fd (or key), of that size, into out (empty): 0 or an error. */
+static int read_manifest(pk_origin_t *o, const char *key, int fd, const cb_storage_stat_t *st,
+                         cb_buf_t *out)
+{
+    int rc;
+
+    if (st->size > PLAYLIST_MAX)
+        return -EFBIG;
+    if (fd >= 0) {
+        char *text = malloc(st->size ? st->size : 1);
+        ssize_t n = text ? pread(fd, text, st->size, 0) : -1;
+
+        rc = !text ? -ENOMEM : n != (ssize_t) st->size ? -EIO : cb_buf_append(out, text, st->size);
+        free(text);
+        return rc;
+    }
+    rc = cb_storage_get(o->storage, key, out);
+    if (rc == 0 && out->len != st->size)
+        rc = -EAGAIN; /* replaced meanwhile: the ETag would lie */
+    return rc;
 }
 
 /* The delta update of the playlist at fd (or key), of that size and mtime,
@@ -453,50 +518,106 @@ static size_t delta_slot(const char *key)
 static int delta_of(pk_origin_t *o, const char *key, int fd, const cb_storage_stat_t *st,
                     cb_buf_t *out)
 {
-    struct delta_kept *k = &o->deltas[delta_slot(key)];
-    uint64_t size = st->size;
     cb_buf_t b;
-    int rc = 0;
+    int rc;
 
-    if (size > PLAYLIST_MAX)
+    if (st->size > PLAYLIST_MAX)
         return -ENOENT;
-    pthread_mutex_lock(&o->dlock);
-    if (k->text && k->size == size && k->mtime_ms == st->mtime_ms && strcmp(k->key, key) == 0)
-        rc = cb_buf_append(out, k->text, k->len) == 0 ? 1 : -ENOMEM;
-    pthread_mutex_unlock(&o->dlock);
+    rc = kept_get(o, key, st, KEPT_DELTA, out);
     if (rc)
         return rc > 0 ? 0 : rc;
-    if (fd >= 0) {
-        char *text = malloc(size ? size : 1);
-        ssize_t n = text ? pread(fd, text, size, 0) : -1;
+    cb_buf_init(&b, PLAYLIST_MAX);
+    rc = read_manifest(o, key, fd, st, &b);
+    if (rc == 0)
+        rc = pk_hls_delta(b.data, b.len, out);
+    cb_buf_release(&b);
+    if (rc == 0)
+        kept_put(o, key, st, KEPT_DELTA, out);
+    return rc == -EINVAL ? -ENOENT : rc;
+}
 
-        rc = !text ? -ENOMEM : n != (ssize_t) size ? -EIO : pk_hls_delta(text, size, out);
-        free(text);
+/* The q of one Accept-Encoding element ("gzip;q=0.5"): 1 when not given. */
+static double element_q(const char *p, const char *end)
+{
+    const char *q = memchr(p, ';', (size_t) (end - p));
+
+    if (!q)
+        return 1;
+    q += 1 + strspn(q + 1, " \t");
+    return strncasecmp(q, "q=", 2) == 0 ? strtod(q + 2, NULL) : 1;
+}
+
+bool pk_origin_gzip_accepted(const char *ae)
+{
+    const char *p = ae;
+    bool star = false;
+
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t n;
+
+        if (!end)
+            end = p + strlen(p);
+        p += strspn(p, " \t");
+        n = strcspn(p, " \t;,");
+        if (n == 4 && strncasecmp(p, "gzip", 4) == 0)
+            return element_q(p, end) > 0; /* named: that says it */
+        if (n == 1 && *p == '*')
+            star = element_q(p, end) > 0;
+        p = *end ? end + 1 : end;
+    }
+    return star;
+}
+
+/* gzip (RFC 1952) of in into out (empty): 0, -ENOMEM, -EIO. */
+static int gzip_buf(const cb_buf_t *in, cb_buf_t *out)
+{
+    z_stream z = { 0 };
+    size_t bound;
+    char *dst;
+    int rc;
+
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -ENOMEM;
+    bound = deflateBound(&z, (uLong) in->len);
+    dst = malloc(bound);
+    if (!dst) {
+        deflateEnd(&z);
+        return -ENOMEM;
+    }
+    z.next_in = (Bytef *) in->data;
+    z.avail_in = (uInt) in->len;
+    z.next_out = (Bytef *) dst;
+    z.avail_out = (uInt) bound;
+    rc = deflate(&z, Z_FINISH) == Z_STREAM_END ? cb_buf_append(out, dst, z.total_out) : -EIO;
+    deflateEnd(&z);
+    free(dst);
+    return rc;
+}
+
+/* body (the whole manifest when body is empty and not a delta) gzipped into
+ * out (empty): 0 or an error; kept per version and form. */
+static int gzip_of(pk_origin_t *o, const char *key, int fd, const cb_storage_stat_t *st,
+                   const cb_buf_t *delta, cb_buf_t *out)
+{
+    unsigned form = KEPT_GZIP | (delta ? KEPT_DELTA : 0);
+    cb_buf_t b;
+    int rc = kept_get(o, key, st, form, out);
+
+    if (rc)
+        return rc > 0 ? 0 : rc;
+    if (delta) {
+        rc = gzip_buf(delta, out);
     } else {
         cb_buf_init(&b, PLAYLIST_MAX);
-        rc = cb_storage_get(o->storage, key, &b);
-        if (rc == 0 && b.len != size)
-            rc = -EAGAIN; /* replaced meanwhile: the ETag would lie */
+        rc = read_manifest(o, key, fd, st, &b);
         if (rc == 0)
-            rc = pk_hls_delta(b.data, b.len, out);
+            rc = gzip_buf(&b, out);
         cb_buf_release(&b);
     }
-    if (rc == 0 && out->len <= DELTA_KEEP_MAX) {
-        char *copy = malloc(out->len ? out->len : 1);
-
-        if (copy) {
-            memcpy(copy, out->data, out->len);
-            pthread_mutex_lock(&o->dlock);
-            free(k->text);
-            snprintf(k->key, sizeof(k->key), "%s", key);
-            k->size = size;
-            k->mtime_ms = st->mtime_ms;
-            k->text = copy;
-            k->len = out->len;
-            pthread_mutex_unlock(&o->dlock);
-        }
-    }
-    return rc == -EINVAL ? -ENOENT : rc;
+    if (rc == 0)
+        kept_put(o, key, st, form, out);
+    return rc;
 }
 
 /* again: a held request answered now (its CORS headers are there already). */
@@ -514,8 +635,8 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     uint64_t from = 0, to = 0, len;
     int fd = -1;
     pk_origin_what_t what;
-    cb_buf_t b, delta;
-    bool have_delta = false;
+    cb_buf_t b, delta, zipped;
+    bool have_delta = false, gz;
     int rc, r, skip = 0;
 
     if (!again)
@@ -580,6 +701,14 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
             }
         }
     }
+    /* manifests gzipped for clients that take it: an hour's DVR window is
+     * reloaded every few seconds by every player (not ranges: those are of
+     * the file as stored) */
+    gz = what == PK_MANIFEST && !cb_http_req_header(req, "range") && st.size <= PLAYLIST_MAX &&
+         (have_delta ? delta.len : st.size) >= GZIP_MIN &&
+         pk_origin_gzip_accepted(cb_http_req_header(req, "accept-encoding"));
+    if (gz) /* a representation of its own */
+        snprintf(etag + strlen(etag) - 1, sizeof(etag) - strlen(etag) + 1, "-gz\"");
     cb_http_date(st.mtime_ms, lastmod);
     cache = what != PK_MANIFEST ? o->cc_segment : vod ? o->cc_vod : o->cc_live;
     if (rendition[0])
@@ -594,6 +723,8 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     cb_http_add_header(req, "accept-ranges", "bytes");
     cb_http_add_header(req, "surrogate-key", tags);
     cb_http_add_header(req, "xkey", tags);
+    if (what == PK_MANIFEST)
+        cb_http_add_header(req, "vary", "accept-encoding");
     inm = cb_http_req_header(req, "if-none-match");
     ims = cb_http_req_header(req, "if-modified-since");
     if ((inm && (strcmp(inm, etag) == 0 || strcmp(inm, "*") == 0)) ||
@@ -604,6 +735,27 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
             cb_buf_release(&delta);
         cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "304" }, 1);
         return cb_http_reply(req, 304, NULL, NULL, 0);
+    }
+    if (gz) {
+        cb_buf_init(&zipped, PLAYLIST_MAX);
+        rc = gzip_of(o, key, fd, &st, have_delta ? &delta : NULL, &zipped);
+        if (fd >= 0)
+            close(fd);
+        if (have_delta)
+            cb_buf_release(&delta);
+        if (rc) {
+            cb_buf_release(&zipped);
+            return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
+        }
+        cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "200" }, 1);
+        cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) zipped.len);
+        if (have_delta)
+            cb_metric_add(o->m_delta, NULL, 1);
+        cb_metric_add(o->m_gzip, NULL, 1);
+        cb_http_add_header(req, "content-encoding", "gzip");
+        rc = cb_http_reply_buf(req, 200, content_type(what, rest), &zipped);
+        cb_buf_release(&zipped);
+        return rc;
     }
     if (have_delta) { /* whole: a range of a delta update means nothing */
         if (fd >= 0)
@@ -1006,9 +1158,9 @@ static void origin_free(void *obj)
         pthread_join(o->threads[i], NULL);
     for (i = 0; i < o->nservers; i++)
         cb_http_free(o->servers[i]);
-    for (i = 0; i < DELTA_CACHE; i++)
-        free(o->deltas[i].text);
-    pthread_mutex_destroy(&o->dlock);
+    for (i = 0; i < KEPT_CACHE; i++)
+        free(o->kept[i].bytes);
+    pthread_mutex_destroy(&o->klock);
     pthread_mutex_destroy(&o->lock);
     pthread_mutex_destroy(&o->wlock);
     pthread_cond_destroy(&o->wcond);
@@ -1044,7 +1196,7 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
     o->sniff = !cfg->tls_cert[0]; /* plain: HTTP/2 by prior knowledge as well as h2c */
     o->listen_fd = -1;
     pthread_mutex_init(&o->lock, NULL);
-    pthread_mutex_init(&o->dlock, NULL);
+    pthread_mutex_init(&o->klock, NULL);
     pthread_mutex_init(&o->wlock, NULL);
     pthread_cond_init(&o->wcond, NULL);
     o->waiters = calloc(MAX_WAITERS, sizeof(*o->waiters));
@@ -1060,6 +1212,10 @@ int pk_origin_new(const pk_origin_config_t *cfg, cb_storage_t *storage, pk_strea
                                     "Playlist Delta Updates served (?_HLS_skip): media "
                                     "playlists without the segments players have already.",
                                     NULL);
+    o->m_gzip = cb_metrics_counter(metrics, "castbus_origin_gzipped_total",
+                                   "Manifests (whole or delta updates) sent gzipped to "
+                                   "clients that take it.",
+                                   NULL);
     o->m_served = cb_metrics_counter(metrics, "castbus_origin_responses_total",
                                      "Origin responses by tree (live, vod) and status.",
                                      (const char *[]){ "tree", "status", NULL });

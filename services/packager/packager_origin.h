@@ -78,6 +78,10 @@ typedef struct pk_playlist_state {
 /* Parse a media playlist's text; false when it is not one. */
 bool pk_origin_playlist_state(const char *text, size_t len, pk_playlist_state_t *ps);
 
+/* Whether an Accept-Encoding header's value (NULL: none) takes gzip: "gzip"
+ * or "*", not with q=0. */
+bool pk_origin_gzip_accepted(const char *accept_encoding);
+
 /* A stream's manifests changed: look at the held playlist requests again
  * (any thread; arg is the origin). */
 void pk_origin_wake(void *arg);

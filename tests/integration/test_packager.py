@@ -605,6 +605,71 @@ def test_playlist_delta_updates(start_daemon, results, storage):
     assert len(segments(ended)) == 14
 
 
+def test_manifests_gzipped(start_daemon, results, storage):
+    """Manifests of 1 KB or more go gzipped to clients that take it, as a
+    representation of their own (ETag, Vary); ranges, small manifests and
+    clients that do not take gzip get the bytes as stored."""
+    import gzip
+
+    p = start_packager(start_daemon, storage)
+    s = unique("pk")
+    for seq in range(5):
+        results.done(s, seq)
+    wait_segments(p, f"/live/{s}/720p.m3u8", 10)
+
+    def raw(path, **headers):
+        r = p.get(path, headers=headers, stream=True)
+        return r, r.raw.read(decode_content=False)
+    for name in ("720p.m3u8", "manifest.mpd"):
+        path = f"/live/{s}/{name}"
+        plain, body = raw(path, **{"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and "Content-Encoding" not in plain.headers, name
+        assert len(body) >= 1024, (name, len(body))
+        z, zipped = raw(path, **{"Accept-Encoding": "br;q=1.0, gzip;q=0.8"})
+        assert z.headers["Content-Encoding"] == "gzip", name
+        assert gzip.decompress(zipped) == body and len(zipped) < len(body) / 2, name
+        assert z.headers["Vary"].lower() == plain.headers["Vary"].lower() == "accept-encoding"
+        assert z.headers["ETag"] == plain.headers["ETag"][:-1] + '-gz"', name
+        assert z.headers["Content-Type"] == plain.headers["Content-Type"]
+        assert p.get(path, headers={"Accept-Encoding": "gzip",
+                                    "If-None-Match": z.headers["ETag"]}).status_code == 304
+        # the identity ETag does not match the gzipped representation
+        assert p.get(path, headers={"Accept-Encoding": "gzip",
+                                    "If-None-Match": plain.headers["ETag"]}).status_code == 200
+        no, same = raw(path, **{"Accept-Encoding": "gzip;q=0, deflate"})
+        assert "Content-Encoding" not in no.headers and same == body, name
+        part, piece = raw(path, **{"Accept-Encoding": "gzip", "Range": "bytes=0-99"})
+        assert part.status_code == 206 and piece == body[:100], name
+    for name in ("master.m3u8", "720p.m3u8?_HLS_skip=YES"):  # under 1 KB
+        small, body = raw(f"/live/{s}/{name}", **{"Accept-Encoding": "gzip"})
+        assert len(body) < 1024 and "Content-Encoding" not in small.headers, name
+        assert body.startswith(b"#EXTM3U") and small.headers["Vary"] == "accept-encoding"
+    # a delta update of a low-latency playlist (parts, rendition reports): over 1 KB
+    ll = unique("pk")
+    for seq in range(5):
+        msg = results.done(ll, seq, send=False)
+        msg["packaging"].update(low_latency=True, part_target_ms=1000)
+        for r in msg["renditions"]:
+            for seg in r["segments"]:
+                half = seg["bytes"] // 2
+                seg["parts"] = [{"offset": 0, "bytes": half, "duration_90k": SEG // 2,
+                                 "independent": True},
+                                {"offset": half, "bytes": seg["bytes"] - half,
+                                 "duration_90k": SEG - SEG // 2}]
+        results.send(ll, json.dumps(msg).encode())
+    wait_segments(p, f"/live/{ll}/720p.m3u8", 10)
+    path = f"/live/{ll}/720p.m3u8?_HLS_skip=YES"
+    plain, body = raw(path, **{"Accept-Encoding": "identity"})
+    z, zipped = raw(path, **{"Accept-Encoding": "gzip"})
+    assert b"#EXT-X-SKIP:" in body and b"#EXT-X-PART:" in body and len(body) >= 1024, body
+    assert z.headers["Content-Encoding"] == "gzip" and gzip.decompress(zipped) == body
+    assert z.headers["ETag"] == plain.headers["ETag"][:-1] + '-gz"'
+    assert plain.headers["ETag"].endswith('-delta"')
+    seg, _ = raw(f"/live/{s}/720p/{START:013d}.m4s", **{"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in seg.headers and "Vary" not in seg.headers
+    assert re.search(r"^castbus_origin_gzipped_total [1-9]", p.get("/metrics").text, re.M)
+
+
 def test_signed_playback_urls(start_daemon, stack, storage):
     import hashlib
     import hmac

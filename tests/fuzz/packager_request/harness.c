@@ -4,7 +4,8 @@
  * split into stream, signed-URL token, rendition and file, and the token
  * check. The input is the path below "/live/" (no query); the same bytes
  * are also read as the media playlist a held blocking-reload request
- * (?_HLS_msn) looks at, and made into a Playlist Delta Update (?_HLS_skip).
+ * (?_HLS_msn) looks at, and made into a Playlist Delta Update (?_HLS_skip),
+ * and as an Accept-Encoding header (gzipped manifests).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -65,6 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size > sizeof(path) - 8 || memchr(data, '\0', size))
         return 0;
+    /* as Accept-Encoding: gzip is taken only when the header names it or "*" */
+    memcpy(path, data, size);
+    path[size] = '\0';
+    if (pk_origin_gzip_accepted(path))
+        CB_ASSERT(strcasestr(path, "gzip") || strchr(path, '*'));
     memcpy(path, "/live/", 6);
     memcpy(path + 6, data, size);
     path[6 + size] = '\0';
