@@ -595,8 +595,8 @@ static int gzip_buf(const cb_buf_t *in, cb_buf_t *out)
     return rc;
 }
 
-/* body (the whole manifest when body is empty and not a delta) gzipped into
- * out (empty): 0 or an error; kept per version and form. */
+/* The delta update (or, when delta is NULL, the whole manifest at fd or key)
+ * gzipped into out (empty): 0 or an error; kept per version and form. */
 static int gzip_of(pk_origin_t *o, const char *key, int fd, const cb_storage_stat_t *st,
                    const cb_buf_t *delta, cb_buf_t *out)
 {
@@ -635,7 +635,7 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     uint64_t from = 0, to = 0, len;
     int fd = -1;
     pk_origin_what_t what;
-    cb_buf_t b, delta, zipped;
+    cb_buf_t b, delta, zipped; /* delta: the body made for this request, once there is one */
     bool have_delta = false, gz;
     int rc, r, skip = 0;
 
@@ -739,30 +739,25 @@ static int serve(cb_http_req_t *req, void *arg, bool vod, bool again)
     if (gz) {
         cb_buf_init(&zipped, PLAYLIST_MAX);
         rc = gzip_of(o, key, fd, &st, have_delta ? &delta : NULL, &zipped);
-        if (fd >= 0)
-            close(fd);
         if (have_delta)
             cb_buf_release(&delta);
         if (rc) {
+            if (fd >= 0)
+                close(fd);
             cb_buf_release(&zipped);
             return cb_http_reply_error(req, 503, "unavailable", NULL, "storage: %s", strerror(-rc));
         }
-        cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "200" }, 1);
-        cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) zipped.len);
-        if (have_delta)
-            cb_metric_add(o->m_delta, NULL, 1);
         cb_metric_add(o->m_gzip, NULL, 1);
         cb_http_add_header(req, "content-encoding", "gzip");
-        rc = cb_http_reply_buf(req, 200, content_type(what, rest), &zipped);
-        cb_buf_release(&zipped);
-        return rc;
+        delta = zipped; /* what is sent now, whole like a delta update */
     }
-    if (have_delta) { /* whole: a range of a delta update means nothing */
+    if (gz || have_delta) { /* whole: a range of a delta update or of gzip means nothing */
         if (fd >= 0)
             close(fd);
-        cb_metric_add(o->m_served, (const char *[]){ "live", "200" }, 1);
-        cb_metric_add(o->m_bytes, (const char *[]){ "live" }, (double) delta.len);
-        cb_metric_add(o->m_delta, NULL, 1);
+        cb_metric_add(o->m_served, (const char *[]){ vod ? "vod" : "live", "200" }, 1);
+        cb_metric_add(o->m_bytes, (const char *[]){ vod ? "vod" : "live" }, (double) delta.len);
+        if (have_delta)
+            cb_metric_add(o->m_delta, NULL, 1);
         rc = cb_http_reply_buf(req, 200, content_type(what, rest), &delta);
         cb_buf_release(&delta);
         return rc;
